@@ -1,0 +1,326 @@
+"""The ``sparktf`` command line.
+
+Every command takes the same configuration options: ``--config FILE`` (TOML),
+``--set section.field=value`` (repeatable, any field), and the shortcuts
+``--workdir`` and ``--master``. sparktf's own errors print as headline and
+message; anything else prints as an internal error with its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sparktf.config import Config, config_to_toml, load_config
+from sparktf.errors import NotBuiltYetError, SparkTFError
+from sparktf.pipeline import STAGES, get_stage
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+_PIPELINE_HELP = "\n".join(
+    [
+        "From a raw clickstream on Spark to TensorFlow recommenders, trained, tracked, validated and served.",
+        "",
+        "The pipeline (`sparktf run` runs it all; each stage also has its own command):",
+        "",
+    ]
+    + [f"{i}. {s.name}: {s.summary}" for i, s in enumerate(STAGES, 1)]
+    + ["", "Serving: `sparktf serve` answers REST requests with the champion model."]
+)
+
+app = typer.Typer(
+    name="sparktf",
+    help=_PIPELINE_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override any field: section.field=value (repeatable).", show_default=False),
+]
+WorkdirOpt = Annotated[
+    str | None,
+    typer.Option("--workdir", "-w", help="Directory (or URI) for everything the run makes.", show_default=False),
+]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--master", "-m", help="Spark master: local[*], spark://host:7077, yarn, k8s://...", show_default=False
+    ),
+]
+
+
+def _load(config: Path | None, sets: list[str] | None, workdir: str | None, master: str | None) -> Config:
+    overrides = list(sets or [])
+    if workdir is not None:
+        overrides.append(f"workdir={_quote(workdir)}")
+    if master is not None:
+        overrides.append(f"spark.master={_quote(master)}")
+    return load_config(config, overrides)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --------------------------------------------------------------------------- env / check
+
+
+@app.command()
+def env(
+    tensorflow: Annotated[
+        bool, typer.Option("--tensorflow/--no-tensorflow", help="Start TensorFlow to list the GPUs it sees.")
+    ] = True,
+) -> None:
+    """Print Python, Java, Spark, TensorFlow, tf-keras, MLflow and ScaNN versions and the GPUs seen."""
+    from sparktf.checks import environment_report
+
+    table = Table(title="sparktf environment", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in environment_report(probe_tensorflow=tensorflow).items():
+        table.add_row(key, value)
+    console.print(table)
+
+
+def _print_checks(cfg: Config) -> bool:
+    from sparktf.checks import run_checks
+
+    results = run_checks(cfg)
+    table = Table(title="sparktf check")
+    table.add_column("check", style="bold")
+    table.add_column("status")
+    table.add_column("detail")
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for r in results:
+        detail = r.detail + (f"\n→ {r.hint}" if r.hint and r.status != "ok" else "")
+        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", detail)
+    console.print(table)
+    return all(r.status != "fail" for r in results)
+
+
+@app.command()
+def check(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
+    """Validate the configuration and the environment before a run."""
+    cfg = _load(config, set_, workdir, master)
+    if not _print_checks(cfg):
+        err_console.print("[red]Some checks failed; fix them before `sparktf run`.[/]")
+        raise typer.Exit(1)
+    console.print("[green]All checks passed.[/]")
+
+
+@app.command("config")
+def show_config(
+    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+) -> None:
+    """Print the effective configuration as TOML (a starting point for --config)."""
+    cfg = _load(config, set_, workdir, master)
+    sys.stdout.write(config_to_toml(cfg))
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _print_plan(cfg: Config, start: int) -> None:
+    table = Table(title=f"Pipeline plan (workdir: {cfg.paths.root})")
+    table.add_column("#", justify="right")
+    table.add_column("stage", style="bold")
+    table.add_column("what it does")
+    table.add_column("writes")
+    table.add_column("status")
+    for i, stage in enumerate(STAGES):
+        if i < start:
+            status = "[dim]skipped (--from)[/]"
+        elif stage.impl is None:
+            status = f"[yellow]not built yet (#{stage.issue})[/]"
+        else:
+            status = "[green]ready[/]"
+        table.add_row(str(i + 1), stage.name, stage.summary, stage.writes, status)
+    console.print(table)
+
+
+def _run_stage(name: str, cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
+    stage = get_stage(name)
+    fn = stage.load()
+    console.rule(f"[bold]{stage.name}[/]: {stage.summary}")
+    t0 = time.perf_counter()
+    out = fn(cfg, context)
+    console.print(f"[green]✓[/] {stage.name} finished in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Rerun from this stage on.")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Check and print the plan, run nothing.")] = False,
+) -> None:
+    """Run the whole pipeline: check, then every stage in order."""
+    cfg = _load(config, set_, workdir, master)
+    start = 0
+    if from_ is not None:
+        start = [s.name for s in STAGES].index(get_stage(from_).name)
+    _print_plan(cfg, start)
+    if not _print_checks(cfg):
+        err_console.print("[red]Checks failed; nothing was run.[/]")
+        raise typer.Exit(1)
+    if plan:
+        console.print("--plan given: nothing was run.")
+        return
+    context: dict[str, Any] = {}
+    for stage in STAGES[start:]:
+        if stage.impl is None:
+            remaining = ", ".join(s.name for s in STAGES[STAGES.index(stage) :])
+            err_console.print(
+                f"[yellow]Stopped before stage {stage.name!r}: it is not built yet (issue #{stage.issue}). "
+                f"Not run: {remaining}.[/]"
+            )
+            raise typer.Exit(3)
+        context[stage.name] = _run_stage(stage.name, cfg, context)
+    console.print("[green]Pipeline finished.[/]")
+
+
+# --------------------------------------------------------------------------- stage commands
+
+
+def _not_built(what: str, issue: int) -> None:
+    raise NotBuiltYetError(f"`sparktf {what}` is not built yet (tracked in issue #{issue}); nothing was done.")
+
+
+def _stage_command(name: str, cfg: Config) -> None:
+    stage = get_stage(name)
+    if stage.impl is None:
+        _not_built(name, stage.issue)
+    _run_stage(name, cfg, {})
+
+
+@app.command()
+def generate(
+    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+) -> None:
+    """Generate the synthetic flash-sale clickstream into the workdir."""
+    _stage_command("generate", _load(config, set_, workdir, master))
+
+
+@app.command()
+def prepare(
+    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+) -> None:
+    """Validate events (with quarantine) and build features, vocabularies and splits."""
+    cfg = _load(config, set_, workdir, master)
+    for name in ("validate", "features"):
+        _stage_command(name, cfg)
+
+
+@app.command()
+def train(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
+    """Train the recommenders on Spark and track them in MLflow."""
+    _stage_command("train", _load(config, set_, workdir, master))
+
+
+@app.command()
+def evaluate(
+    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+) -> None:
+    """Evaluate over the full catalogue against the baselines."""
+    _stage_command("evaluate", _load(config, set_, workdir, master))
+
+
+@app.command()
+def promote(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Move the champion alias back to the previous version.")
+    ] = False,
+) -> None:
+    """Run the validation gate and move the champion alias (or roll it back)."""
+    _load(config, set_, workdir, master)
+    _not_built("promote --rollback" if rollback else "promote", 7)
+
+
+@app.command()
+def models(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
+    """List registered model versions, aliases and validation statuses."""
+    _load(config, set_, workdir, master)
+    _not_built("models", 7)
+
+
+@app.command()
+def index(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
+    """Build (and tune) the ScaNN index over the model's item embeddings."""
+    _stage_command("index", _load(config, set_, workdir, master))
+
+
+@app.command()
+def recommend(
+    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+) -> None:
+    """Write top-K recommendations for every user with Spark."""
+    _stage_command("recommend", _load(config, set_, workdir, master))
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="models:/name@champion or a TF Serving base path.")
+    ] = None,
+) -> None:
+    """Serve the model over REST (TF Serving API plus :recommend)."""
+    _load(config, set_, workdir, master)
+    _not_built("serve", 9)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit code."""
+    import click
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except SparkTFError as exc:
+        err_console.print(f"[bold red]{exc.headline}[/]: {exc.message}")
+        if exc.hint:
+            err_console.print(f"→ {exc.hint}")
+        return 3 if isinstance(exc, NotBuiltYetError) else 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("Aborted.")
+        return 130
+    except Exception:  # noqa: BLE001 - the one place that reports unexpected errors
+        err_console.print("[bold red]Internal error[/] (a bug in sparktf; please report it with this traceback):")
+        err_console.print(traceback.format_exc())
+        return 2
+    # With standalone_mode off, click returns typer.Exit's code instead of raising it.
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

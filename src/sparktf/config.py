@@ -1,0 +1,687 @@
+"""Configuration: frozen dataclasses, loaded from TOML, every field settable from the CLI.
+
+A run is described by one :class:`Config`. It is built from defaults, then a TOML
+file (``[section]`` tables named after the fields of :class:`Config`), then
+``section.field=value`` overrides from the command line, in that order. Every
+value is type-checked and range-checked when the dataclass is built, and a bad
+one stops with a :class:`~sparktf.errors.ConfigError` that names the field, the
+value given and what is allowed.
+
+Everything a run makes lives under one ``workdir`` (see :class:`Workdir`), so a
+run is easy to find and to delete.
+
+Example:
+    >>> cfg = load_config(overrides=["train.epochs=3", "workdir=/tmp/w"])
+    >>> cfg.train.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from sparktf.errors import ConfigError
+
+__all__ = [
+    "BatchConfig",
+    "Config",
+    "DataConfig",
+    "EvalConfig",
+    "FeatureConfig",
+    "GateConfig",
+    "GeneratorConfig",
+    "IndexConfig",
+    "MetricThreshold",
+    "ServeConfig",
+    "SparkConfig",
+    "TFRecordConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "Workdir",
+    "config_to_dict",
+    "config_to_toml",
+    "load_config",
+]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+class _Section:
+    """Mixin: type and range checks that run when a section is built."""
+
+    _section: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            coerced = _check_type(value, hints[f.name], self._path(f.name))
+            if coerced is not value:
+                object.__setattr__(self, f.name, coerced)
+        self._validate()
+
+    def _path(self, name: str) -> str:
+        return f"{self._section}.{name}" if self._section else name
+
+    def _validate(self) -> None:
+        """Range checks of a section; override."""
+
+    def _require(self, name: str, ok: bool, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"{self._path(name)} = {getattr(self, name)!r} is not allowed; expected {allowed}.")
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin is tuple:
+        return f"a list of {_describe(get_args(tp)[0])}"
+    if origin in (dict, Mapping):
+        return "a table of strings"
+    if dataclasses.is_dataclass(tp):
+        return f"a table with fields {', '.join(f.name for f in dataclasses.fields(tp))}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _bad(path: str, value: Any, tp: Any) -> ConfigError:
+    return ConfigError(f"{path} = {value!r} is not allowed; expected {_describe(tp)}.")
+
+
+def _check_type(value: Any, tp: Any, path: str) -> Any:
+    """Return ``value`` as type ``tp`` (lists become tuples, ints become floats), or raise."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise _bad(path, value, tp)
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise _bad(path, value, tp)
+        (item_tp, *_rest) = get_args(tp)
+        items = tuple(_check_type(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
+        return items
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise _bad(path, value, tp)
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return _build(tp, value, path)
+        raise _bad(path, value, tp)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _bad(path, value, tp)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(path, value, tp)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad(path, value, tp)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _bad(path, value, tp)
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in this module
+
+
+def _build(cls: Any, data: Mapping[str, Any], path: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{path}]" if path else "the top level"
+        raise ConfigError(f"Unknown field {unknown[0]!r} in {where}; allowed fields: {', '.join(sorted(names))}.")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _check_type(v, hints[k], f"{path}.{k}" if path else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+_SIZE = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class SparkConfig(_Section):
+    """How to reach Spark.
+
+    Attributes:
+        master: ``local[*]`` (embedded, the default), ``local[N]``, ``spark://host:7077``,
+            ``yarn`` or ``k8s://https://host:port``.
+        shuffle_partitions: ``spark.sql.shuffle.partitions``; 0 sizes it to the cores
+            (2 per core, at least 4).
+        driver_memory: JVM heap of the driver, e.g. ``4g``.
+        ui: Spark's web UI (off in tests).
+        log_level: Spark's log level.
+        conf: extra ``spark.*`` settings passed to the session builder as they are.
+    """
+
+    _section: typing.ClassVar[str] = "spark"
+
+    master: str = "local[*]"
+    app_name: str = "sparktf"
+    shuffle_partitions: int = 0
+    driver_memory: str = "4g"
+    ui: bool = True
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    conf: dict[str, str] = field(default_factory=dict)
+
+    def _validate(self) -> None:
+        self._require(
+            "master",
+            bool(re.match(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$", self.master)),
+            "local[*], local[N], spark://host:port, yarn or k8s://https://host:port",
+        )
+        self._require("shuffle_partitions", self.shuffle_partitions >= 0, "0 (auto) or a positive integer")
+        self._require("driver_memory", bool(_SIZE.match(self.driver_memory)), "a JVM size such as 2g or 512m")
+        self._require("app_name", bool(self.app_name), "a non-empty name")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """Where events come from and how they are validated.
+
+    Attributes:
+        source: ``synthetic`` (the flash-sale generator), ``movielens`` (MovieLens-100K),
+            ``path`` (files at ``path`` in ``format``) or ``table`` (a Spark table).
+        event_types: the allowed values of ``event_type``; anything else is quarantined.
+        max_bad_fraction: the run fails when more than this fraction of rows is quarantined.
+        min_event_time, max_event_time: timestamps outside this range are quarantined.
+    """
+
+    _section: typing.ClassVar[str] = "data"
+
+    source: Literal["synthetic", "movielens", "path", "table"] = "synthetic"
+    path: str = ""
+    format: Literal["parquet", "csv", "json"] = "parquet"
+    table: str = ""
+    event_types: tuple[str, ...] = ("view", "add_to_cart", "purchase")
+    max_bad_fraction: float = 0.05
+    min_event_time: str = "1995-01-01"
+    max_event_time: str = "2100-01-01"
+
+    def _validate(self) -> None:
+        self._require("path", self.source != "path" or bool(self.path), "a path when data.source = 'path'")
+        self._require("table", self.source != "table" or bool(self.table), "a table name when data.source = 'table'")
+        self._require(
+            "event_types", len(self.event_types) > 0 and all(self.event_types), "at least one non-empty event type"
+        )
+        self._require("max_bad_fraction", 0.0 <= self.max_bad_fraction <= 1.0, "a fraction between 0 and 1")
+        for name in ("min_event_time", "max_event_time"):
+            self._require(
+                name, bool(_TIMESTAMP.match(getattr(self, name))), "a date such as 2024-01-31 or 2024-01-31T12:00:00"
+            )
+        self._require(
+            "max_event_time",
+            self.min_event_time < self.max_event_time,
+            f"a time after data.min_event_time ({self.min_event_time})",
+        )
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(_Section):
+    """The synthetic flash-sale clickstream (used when ``data.source = 'synthetic'``)."""
+
+    _section: typing.ClassVar[str] = "generator"
+
+    num_events: int = 1_000_000
+    num_users: int = 20_000
+    num_items: int = 5_000
+    num_categories: int = 40
+    num_brands: int = 200
+    days: int = 30
+    sales_per_day: int = 3
+    items_per_sale: int = 50
+    popularity_exponent: float = 1.1
+    start_date: str = "2026-01-01"
+    seed: int = 42
+
+    def _validate(self) -> None:
+        self._require("num_events", 10_000 <= self.num_events <= 1_000_000_000, "between 10,000 and 1,000,000,000")
+        for name in ("num_users", "num_items", "num_categories", "num_brands", "days"):
+            self._require(name, getattr(self, name) >= 1, "a positive integer")
+        self._require(
+            "num_items",
+            self.num_items >= self.num_categories,
+            f"at least generator.num_categories ({self.num_categories})",
+        )
+        self._require("sales_per_day", self.sales_per_day >= 0, "0 or more")
+        self._require(
+            "items_per_sale",
+            1 <= self.items_per_sale <= self.num_items,
+            f"between 1 and generator.num_items ({self.num_items})",
+        )
+        self._require("popularity_exponent", 0.0 < self.popularity_exponent <= 3.0, "a number in (0, 3]")
+        self._require("start_date", bool(_TIMESTAMP.match(self.start_date)), "a date such as 2026-01-01")
+
+
+@dataclass(frozen=True)
+class FeatureConfig(_Section):
+    """Sessionization, vocabularies, sequences and splits."""
+
+    _section: typing.ClassVar[str] = "features"
+
+    session_gap_minutes: int = 30
+    max_history: int = 20
+    min_item_count: int = 1
+    min_user_events: int = 3
+    split: Literal["leave_last_out", "time"] = "leave_last_out"
+    time_cutoff: str = ""
+    price_buckets: tuple[float, ...] = (5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
+    positive_event_types: tuple[str, ...] = ("view", "add_to_cart", "purchase")
+
+    def _validate(self) -> None:
+        self._require("session_gap_minutes", self.session_gap_minutes >= 1, "a positive number of minutes")
+        self._require("max_history", 1 <= self.max_history <= 1000, "between 1 and 1000")
+        self._require("min_item_count", self.min_item_count >= 1, "1 or more")
+        self._require(
+            "min_user_events", self.min_user_events >= 3, "3 or more (train, validation and test need one each)"
+        )
+        self._require(
+            "time_cutoff",
+            self.split != "time" or bool(_TIMESTAMP.match(self.time_cutoff)),
+            "a timestamp when features.split = 'time'",
+        )
+        self._require(
+            "price_buckets",
+            list(self.price_buckets) == sorted(set(self.price_buckets)),
+            "strictly increasing bucket edges",
+        )
+
+
+@dataclass(frozen=True)
+class TFRecordConfig(_Section):
+    """How training sets are written as TFRecords."""
+
+    _section: typing.ClassVar[str] = "tfrecord"
+
+    codec: Literal["none", "gzip"] = "none"
+    files_per_split: int = 0
+
+    def _validate(self) -> None:
+        self._require("files_per_split", self.files_per_split >= 0, "0 (one per Spark partition) or more")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Models and distributed training."""
+
+    _section: typing.ClassVar[str] = "train"
+
+    models: tuple[Literal["sequential", "two_tower"], ...] = ("sequential", "two_tower")
+    num_workers: int = 2
+    use_gpu: bool = False
+    max_restarts: int = 2
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 0.005
+    lr_decay: float = 0.9
+    embedding_dim: int = 64
+    rnn: Literal["gru", "lstm"] = "gru"
+    early_stopping_patience: int = 2
+    seed: int = 42
+
+    def _validate(self) -> None:
+        self._require("models", len(self.models) > 0, "at least one of 'sequential', 'two_tower'")
+        self._require("num_workers", 0 <= self.num_workers <= 1024, "0 (in-process) up to 1024")
+        self._require("max_restarts", self.max_restarts >= 0, "0 or more")
+        self._require("epochs", self.epochs >= 1, "a positive integer")
+        self._require("batch_size", 1 <= self.batch_size <= 1_000_000, "between 1 and 1,000,000")
+        self._require("learning_rate", 0.0 < self.learning_rate < 10.0, "a number in (0, 10)")
+        self._require("lr_decay", 0.0 < self.lr_decay <= 1.0, "a number in (0, 1]")
+        self._require("embedding_dim", 1 <= self.embedding_dim <= 4096, "between 1 and 4096")
+        self._require("early_stopping_patience", self.early_stopping_patience >= 0, "0 or more")
+
+
+@dataclass(frozen=True)
+class TrackingConfig(_Section):
+    """MLflow. An empty ``tracking_uri`` means ``sqlite:///<workdir>/mlflow.db``."""
+
+    _section: typing.ClassVar[str] = "tracking"
+
+    tracking_uri: str = ""
+    experiment: str = "sparktf"
+    registered_model: str = "sparktf-recommender"
+
+    def _validate(self) -> None:
+        self._require("experiment", bool(self.experiment), "a non-empty name")
+        self._require(
+            "registered_model",
+            bool(re.match(r"^[A-Za-z0-9_.-]+$", self.registered_model)),
+            "letters, digits, '_', '.', '-'",
+        )
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Section):
+    """Full-catalogue evaluation."""
+
+    _section: typing.ClassVar[str] = "evaluation"
+
+    ks: tuple[int, ...] = (10, 20, 50, 100)
+    exclude_seen: bool = True
+    baselines: tuple[Literal["most_popular", "item_cooccurrence", "als"], ...] = (
+        "most_popular",
+        "item_cooccurrence",
+        "als",
+    )
+
+    def _validate(self) -> None:
+        self._require("ks", len(self.ks) > 0 and all(k >= 1 for k in self.ks), "positive cut-offs such as [10, 20]")
+
+
+@dataclass(frozen=True)
+class MetricThreshold(_Section):
+    """One gate check, after TFMA's value and change thresholds.
+
+    Attributes:
+        metric: evaluation metric key, e.g. ``ndcg@10``.
+        higher_is_better: direction of the metric.
+        min_value: absolute floor (a ceiling when lower is better); ``nan`` = none.
+        min_absolute_change: candidate - champion must be at least this (direction-aware).
+        min_relative_change: candidate / champion - 1 must be at least this (may be negative
+            to allow a bounded drop).
+        slice: apply to each slice of this slicing (e.g. ``user_activity``) instead of overall.
+    """
+
+    _section: typing.ClassVar[str] = "gate.thresholds"
+
+    metric: str = "ndcg@10"
+    higher_is_better: bool = True
+    min_value: float = float("nan")
+    min_absolute_change: float = float("nan")
+    min_relative_change: float = float("nan")
+    slice: str = ""
+
+    def _validate(self) -> None:
+        self._require("metric", bool(self.metric), "a metric name such as ndcg@10")
+
+
+@dataclass(frozen=True)
+class GateConfig(_Section):
+    """The validation gate in front of the ``champion`` alias."""
+
+    _section: typing.ClassVar[str] = "gate"
+
+    thresholds: tuple[MetricThreshold, ...] = (
+        MetricThreshold(metric="ndcg@10", min_value=0.0, min_relative_change=-0.01),
+        MetricThreshold(metric="hr@10", min_value=0.0, min_relative_change=-0.01),
+    )
+    champion_alias: str = "champion"
+    previous_alias: str = "previous"
+
+    def _validate(self) -> None:
+        for name in ("champion_alias", "previous_alias"):
+            self._require(name, bool(re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", getattr(self, name))), "an alias name")
+
+
+@dataclass(frozen=True)
+class IndexConfig(_Section):
+    """The approximate-nearest-neighbour index over item embeddings."""
+
+    _section: typing.ClassVar[str] = "index"
+
+    kind: Literal["scann", "brute_force"] = "scann"
+    target_recall: float = 0.95
+    k: int = 100
+
+    def _validate(self) -> None:
+        self._require("target_recall", 0.0 < self.target_recall <= 1.0, "a number in (0, 1]")
+        self._require("k", 1 <= self.k <= 10_000, "between 1 and 10,000")
+
+
+@dataclass(frozen=True)
+class BatchConfig(_Section):
+    """Batch top-K recommendations on Spark."""
+
+    _section: typing.ClassVar[str] = "batch"
+
+    k: int = 20
+    table: str = ""
+
+    def _validate(self) -> None:
+        self._require("k", 1 <= self.k <= 1000, "between 1 and 1000")
+
+
+@dataclass(frozen=True)
+class ServeConfig(_Section):
+    """The REST server."""
+
+    _section: typing.ClassVar[str] = "serve"
+
+    host: str = "127.0.0.1"
+    port: int = 8501
+    max_batch_size: int = 64
+    batch_timeout_micros: int = 1000
+    max_body_bytes: int = 1_048_576
+    auth_token: str = ""
+
+    def _validate(self) -> None:
+        self._require("port", 0 <= self.port <= 65535, "a TCP port (0-65535)")
+        self._require("max_batch_size", self.max_batch_size >= 1, "1 or more")
+        self._require("batch_timeout_micros", self.batch_timeout_micros >= 0, "0 or more")
+        self._require("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024")
+
+
+@dataclass(frozen=True)
+class Config(_Section):
+    """A whole run. ``workdir`` holds everything the run makes."""
+
+    workdir: str = "sparktf-work"
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tfrecord: TFRecordConfig = field(default_factory=TFRecordConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def _validate(self) -> None:
+        self._require("workdir", bool(self.workdir.strip()), "a directory path or URI")
+
+    @property
+    def paths(self) -> Workdir:
+        return Workdir(self.workdir)
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to SQLite inside the workdir."""
+        return self.tracking.tracking_uri or f"sqlite:///{self.paths.local('mlflow.db')}"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- workdir
+
+
+class Workdir:
+    """The layout of one run's directory. Paths are strings so that URIs
+    (``hdfs://``, ``s3a://``) work as well as local directories."""
+
+    def __init__(self, root: str) -> None:
+        if "://" in root and not root.startswith("file://"):
+            self.root = root.rstrip("/")
+        else:
+            self.root = str(Path(root.removeprefix("file://")).expanduser().resolve())
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.root
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def local(self, *parts: str) -> str:
+        """A path that must be on the local disk (the SQLite database, for instance)."""
+        if not self.is_local:
+            raise ConfigError(
+                f"workdir = {self.root!r} is not a local directory, so {'/'.join(parts)} cannot live there.",
+                hint="Set tracking.tracking_uri to an MLflow server (http://host:5000) when the workdir is remote.",
+            )
+        return os.path.join(self.root, *parts)
+
+    # One name per kind of output; stages use these, nothing else.
+    raw = property(lambda self: self.join("data", "raw"))
+    events = property(lambda self: self.join("data", "events"))
+    quarantine = property(lambda self: self.join("data", "quarantine"))
+    features = property(lambda self: self.join("data", "features"))
+    tfrecords = property(lambda self: self.join("tfrecords"))
+    checkpoints = property(lambda self: self.join("checkpoints"))
+    models = property(lambda self: self.join("models"))
+    mlflow_artifacts = property(lambda self: self.join("mlartifacts"))
+    index = property(lambda self: self.join("index"))
+    recommendations = property(lambda self: self.join("recommendations"))
+    state = property(lambda self: self.join("state"))
+
+    def __repr__(self) -> str:
+        return f"Workdir({self.root!r})"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse a CLI override value as a TOML value, falling back to a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"Override {override!r} is not of the form section.field=value.",
+            hint="For example: --set train.epochs=5 --set spark.master=local[2]",
+        )
+    *parents, leaf = key.split(".")
+    node = data
+    cls: Any = Config
+    for part in parents:
+        hints = typing.get_type_hints(cls)
+        if part not in hints or not dataclasses.is_dataclass(hints[part]):
+            raise ConfigError(
+                f"Override {override!r}: {part!r} is not a config section; sections: "
+                + ", ".join(f.name for f in dataclasses.fields(Config) if f.name != "workdir")
+                + "."
+            )
+        cls = hints[part]
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"Override {override!r}: {part!r} is not a table in the config file.")
+    hints = typing.get_type_hints(cls)
+    if leaf not in hints:
+        raise ConfigError(f"Override {override!r}: unknown field {leaf!r}; allowed: {', '.join(sorted(hints))}.")
+    tp = hints[leaf]
+    value = _parse_scalar(raw.strip())
+    # A bare word for a string field stays a string even if it looks like another type.
+    if tp is str or (get_origin(tp) is Literal and all(isinstance(a, str) for a in get_args(tp))):
+        value = raw.strip() if not isinstance(value, str) else value
+    node[leaf] = value
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+) -> Config:
+    """Build a :class:`Config` from defaults, an optional TOML file and overrides.
+
+    Args:
+        path: a TOML file with ``[section]`` tables; ``None`` for defaults only.
+        overrides: ``section.field=value`` strings (values in TOML syntax, bare
+            words allowed for strings), applied after the file.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a value is not allowed.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"Config file {str(p)!r} does not exist.", hint="Pass an existing TOML file to --config."
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"Config file {str(p)!r} is not valid TOML: {exc}.") from None
+    for override in overrides:
+        _apply_override(data, override)
+    return typing.cast(Config, _build(Config, data, ""))
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, TOML/JSON-friendly dict of a config (tuples become lists)."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple | list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict | types.MappingProxyType):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return typing.cast(dict[str, Any], conv(cfg))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        return repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k!r} = {_toml_value(x)}".replace("'", '"') for k, x in v.items()) + "}"
+    raise TypeError(v)
+
+
+def config_to_toml(cfg: Config) -> str:
+    """Render a config as TOML that :func:`load_config` reads back to an equal config."""
+    d = config_to_dict(cfg)
+    lines = [f"workdir = {_toml_value(d.pop('workdir'))}", ""]
+    for section, body in d.items():
+        arrays = {k: v for k, v in body.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
+        lines.append(f"[{section}]")
+        for k, v in body.items():
+            if k not in arrays:
+                lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+        for k, rows in arrays.items():
+            for row in rows:
+                lines.append(f"[[{section}.{k}]]")
+                lines.extend(f"{rk} = {_toml_value(rv)}" for rk, rv in row.items())
+                lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Shared fixtures and markers.
+
+Markers: ``spark`` (needs Java and a SparkSession), ``slow``, ``gpu`` (skipped
+without a visible GPU). One SparkSession on ``local[2]`` serves the whole test
+session, as Spark allows one active session per process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sparktf  # noqa: F401  - sets TF_USE_LEGACY_KERAS before any test imports TF
+
+
+def _has_gpu() -> bool:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return False
+    try:
+        return subprocess.run([smi, "-L"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _has_gpu():
+        skip = pytest.mark.skip(reason="no GPU visible (nvidia-smi -L)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The one SparkSession of the test session, on local[2] with the UI off."""
+    from sparktf.config import SparkConfig
+    from sparktf.spark import get_spark
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    cfg = SparkConfig(
+        master="local[2]",
+        app_name="sparktf-tests",
+        driver_memory="2g",
+        ui=False,
+        log_level="ERROR",
+        conf={
+            "spark.sql.warehouse.dir": str(warehouse),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
+        },
+    )
+    session = get_spark(cfg, testing=True)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _no_user_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's MLFLOW_TRACKING_URI must never leak into tests.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    os.environ.setdefault("SPARKTF_TESTING", "1")
