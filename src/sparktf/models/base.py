@@ -1,0 +1,101 @@
+"""What every sparktf recommender offers, whatever its architecture.
+
+A model scores a query against the whole catalogue by one dot product:
+``score(query, item) = query_vectors(query) · item_vectors()[item]``. Biases are
+folded into an extra dimension, so an approximate-nearest-neighbour index over
+:meth:`item_vectors` with inner-product distance ranks exactly as the model does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from sparktf.models.catalog import Catalog
+from sparktf.models.layers import ITEM_OFFSET, item_lookup, keras, pad_history, tf
+
+__all__ = ["QUERY_FEATURES", "TARGET_FEATURES", "ModelParams", "RecommenderMixin"]
+
+QUERY_FEATURES = ("user_id", "history")
+TARGET_FEATURES = ("target", "target_category", "target_brand", "target_price_bucket")
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Architecture and loss settings shared by both models (from ``[train]``)."""
+
+    kind: Literal["sequential", "two_tower"] = "sequential"
+    embedding_dim: int = 64
+    rnn: Literal["gru", "lstm"] = "gru"
+    max_history: int = 20
+    dropout: float = 0.1
+    softmax: Literal["full", "sampled"] = "full"
+    num_sampled: int = 1000
+    two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
+    temperature: float = 0.05
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class RecommenderMixin:
+    """Shared plumbing: raw-id handling, the catalogue tensors and full-catalogue scoring."""
+
+    params: ModelParams
+    catalog: Catalog
+
+    def _init_catalog(self, catalog: Catalog, params: ModelParams) -> None:
+        self.params = params
+        self.catalog = catalog
+        self.target_lookup = item_lookup(catalog.item_ids.tolist(), name="target_lookup")
+
+    def prepare(self, features: dict[str, Any]) -> dict[str, Any]:
+        """Normalise raw feature tensors: dense right-padded history, 1-D ids."""
+        out = dict(features)
+        if "history" in out:
+            out["history"] = pad_history(out["history"], self.params.max_history)
+        for key in ("user_id", *TARGET_FEATURES):
+            if key in out:
+                value = out[key]
+                if isinstance(value, tf.SparseTensor):
+                    value = tf.sparse.to_dense(value)
+                value = tf.convert_to_tensor(value)
+                if value.shape.rank == 2:
+                    value = value[:, 0]
+                out[key] = value
+        return out
+
+    def target_position(self, target: Any) -> Any:
+        """Catalogue position of each raw target id, or -1 when it is out of vocabulary."""
+        return tf.cast(self.target_lookup(target), tf.int32) - ITEM_OFFSET
+
+    def query_vectors(self, features: dict[str, Any], training: bool = False) -> Any:
+        raise NotImplementedError
+
+    def item_vectors(self) -> Any:
+        raise NotImplementedError
+
+    def scores(self, features: dict[str, Any]) -> Any:
+        """[B, num_items] scores of every catalogue item for each query."""
+        q = self.query_vectors(self.prepare(features), training=False)
+        return tf.matmul(q, self.item_vectors(), transpose_b=True)
+
+    def score_numpy(self, user_id: np.ndarray, history: list[list[str]]) -> np.ndarray:
+        """Scores for a batch given as numpy/python values (used by evaluation)."""
+        flat = [str(x) for h in history for x in h]
+        lengths = [len(h) for h in history]
+        ragged = tf.RaggedTensor.from_row_lengths(tf.constant(flat, dtype=tf.string), tf.constant(lengths, tf.int64))
+        feats = {"user_id": tf.constant([str(u) for u in user_id]), "history": ragged}
+        return np.asarray(self.scores(feats))
+
+
+def make_optimizer(learning_rate: float, decay: float, steps_per_epoch: int) -> Any:
+    """Adam with a per-epoch exponential learning-rate schedule."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        learning_rate, decay_steps=max(1, steps_per_epoch), decay_rate=decay, staircase=True
+    )
+    return keras.optimizers.Adam(learning_rate=schedule)

@@ -1,0 +1,114 @@
+"""The sequential next-item model: a GRU or LSTM over the user's recent items.
+
+The recurrent state of the previous ``max_history`` items, projected, is the
+query; it is scored against the item embedding table (tied with the input
+embeddings) plus a per-item bias, with a full softmax over the catalogue or a
+sampled softmax (log-uniform sampler, which matches the frequency-ordered
+vocabulary) for large catalogues. The bias is folded into the vectors as an
+extra dimension so the same ANN index serves this model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparktf.models.base import ModelParams, RecommenderMixin
+from sparktf.models.catalog import Catalog
+from sparktf.models.layers import ITEM_OFFSET, HistoryEncoder, item_lookup, keras, tf
+
+__all__ = ["SequentialRecommender"]
+
+
+class SequentialRecommender(RecommenderMixin, keras.Model):
+    """GRU4Rec-style next-item model with full-catalogue scoring."""
+
+    def __init__(self, catalog: Catalog, params: ModelParams, **kwargs: Any) -> None:
+        super().__init__(name="sequential_recommender", **kwargs)
+        self._init_catalog(catalog, params)
+        num = catalog.num_items + ITEM_OFFSET
+        dim = params.embedding_dim
+        init = keras.initializers.RandomNormal(stddev=0.05, seed=params.seed)
+        self.history_lookup = item_lookup(catalog.item_ids.tolist(), name="history_lookup")
+        self.item_embedding = keras.layers.Embedding(num, dim, embeddings_initializer=init, name="item_embedding")
+        self.encoder = HistoryEncoder(self.item_embedding, params.rnn, dim, params.dropout, name="history_encoder")
+        self.query_head = keras.layers.Dense(dim, name="query_head")
+        self.item_bias = self.add_weight(name="item_bias", shape=(num,), initializer="zeros", trainable=True)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.hr10 = keras.metrics.Mean(name="hr_at_10")
+
+    # ----------------------------------------------------------------- scoring
+
+    def _query(self, features: dict[str, Any], training: bool) -> Any:
+        indices = self.history_lookup(features["history"])
+        return self.query_head(self.encoder(indices, training=training))
+
+    def _items(self) -> tuple[Any, Any]:
+        return self.item_embedding.embeddings[ITEM_OFFSET:], self.item_bias[ITEM_OFFSET:]
+
+    def query_vectors(self, features: dict[str, Any], training: bool = False) -> Any:
+        q = self._query(features, training)
+        return tf.concat([q, tf.ones_like(q[:, :1])], axis=1)
+
+    def item_vectors(self) -> Any:
+        emb, bias = self._items()
+        return tf.concat([emb, bias[:, None]], axis=1)
+
+    def call(self, features: dict[str, Any], training: bool | None = None) -> Any:
+        features = self.prepare(features)
+        q = self._query(features, bool(training))
+        emb, bias = self._items()
+        return tf.matmul(q, emb, transpose_b=True) + bias
+
+    # ----------------------------------------------------------------- training
+
+    def _per_example_loss(self, features: dict[str, Any], training: bool) -> tuple[Any, Any, Any]:
+        q = self._query(features, training)
+        labels = self.target_position(features["target"])
+        valid = tf.cast(labels >= 0, tf.float32)
+        safe = tf.maximum(labels, 0)
+        emb, bias = self._items()
+        if training and self.params.softmax == "sampled":
+            per_ex = tf.nn.sampled_softmax_loss(
+                weights=emb,
+                biases=bias,
+                labels=tf.cast(safe[:, None], tf.int64),
+                inputs=q,
+                num_sampled=min(self.params.num_sampled, self.catalog.num_items - 1),
+                num_classes=self.catalog.num_items,
+                remove_accidental_hits=True,
+                seed=self.params.seed,
+            )
+            logits = None
+        else:
+            logits = tf.matmul(q, emb, transpose_b=True) + bias
+            per_ex = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
+        return per_ex * valid, valid, (logits, safe)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        features = self.prepare(data)
+        with tf.GradientTape() as tape:
+            per_ex, valid, _ = self._per_example_loss(features, training=True)
+            # Mean over the *global* batch: gradients are summed across replicas.
+            loss = tf.nn.compute_average_loss(per_ex)
+            if self.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        self.loss_tracker.update_state(
+            tf.reduce_sum(per_ex) / tf.maximum(tf.reduce_sum(valid), 1.0), tf.reduce_sum(valid)
+        )
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        features = self.prepare(data)
+        per_ex, valid, (logits, labels) = self._per_example_loss(features, training=False)
+        self.loss_tracker.update_state(
+            tf.reduce_sum(per_ex) / tf.maximum(tf.reduce_sum(valid), 1.0), tf.reduce_sum(valid)
+        )
+        hit = tf.cast(tf.math.in_top_k(labels, logits, k=min(10, self.catalog.num_items)), tf.float32) * valid
+        self.hr10.update_state(tf.reduce_sum(hit) / tf.maximum(tf.reduce_sum(valid), 1.0), tf.reduce_sum(valid))
+        return {"loss": self.loss_tracker.result(), "hr_at_10": self.hr10.result()}
+
+    @property
+    def metrics(self) -> list[Any]:
+        return [self.loss_tracker, self.hr10]
