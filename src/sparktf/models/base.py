@@ -79,6 +79,10 @@ class RecommenderMixin:
     def item_vectors(self) -> Any:
         raise NotImplementedError
 
+    def ensure_built(self) -> None:
+        """Create the variables by scoring one empty query (export needs them)."""
+        self.scores({"user_id": tf.constant([""]), "history": tf.constant([[""]])})
+
     def scores(self, features: dict[str, Any]) -> Any:
         """[B, num_items] scores of every catalogue item for each query."""
         q = self.query_vectors(self.prepare(features), training=False)

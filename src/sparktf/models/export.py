@@ -47,6 +47,7 @@ def export_model(
     path = os.path.join(base_dir, str(int(version)))
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         raise ModelError(f"{path} already holds a SavedModel.", hint="Export to a new version number.")
+    model.ensure_built()
     item_ids = model.catalog.item_ids.astype(str)
     k = int(min(k, len(item_ids)))
     item_vectors = np.asarray(model.item_vectors(), dtype=np.float32)

@@ -1,0 +1,3 @@
+"""Training on the Spark launcher and MLflow tracking (chief-only)."""
+
+from __future__ import annotations
