@@ -201,9 +201,13 @@ class DataConfig(_Section):
     Attributes:
         source: ``synthetic`` (the flash-sale generator), ``movielens`` (MovieLens-100K),
             ``path`` (files at ``path`` in ``format``) or ``table`` (a Spark table).
+        path: the files of ``source = 'path'``; with ``source = 'movielens'``, an
+            optional local MovieLens file (GroupLens ``u.data`` or RecBole ``.inter``)
+            instead of the copy in the ``recbole`` wheel.
+        format: ``parquet``, ``csv`` (with a header line) or ``json`` (one object per line).
         event_types: the allowed values of ``event_type``; anything else is quarantined.
         max_bad_fraction: the run fails when more than this fraction of rows is quarantined.
-        min_event_time, max_event_time: timestamps outside this range are quarantined.
+        min_event_time, max_event_time: timestamps outside [min, max) are quarantined.
     """
 
     _section: typing.ClassVar[str] = "data"
@@ -237,7 +241,21 @@ class DataConfig(_Section):
 
 @dataclass(frozen=True)
 class GeneratorConfig(_Section):
-    """The synthetic flash-sale clickstream (used when ``data.source = 'synthetic'``)."""
+    """The synthetic flash-sale clickstream (used when ``data.source = 'synthetic'``).
+
+    Attributes:
+        num_events: events in total, exactly.
+        num_users, num_items, num_categories, num_brands: the size of the world.
+        days: how long the clickstream runs, from ``start_date``.
+        sales_per_day, items_per_sale: daily flash sales and the items each one opens.
+        popularity_exponent: Zipf exponent of item popularity.
+        successors_per_item: items each item leads to (within its category).
+        follow_probability: chance that the next view in a session is a successor of
+            the current item; 0 removes the sequential structure.
+        session_ids: write the generator's session ids; off by default, so the feature
+            stage's sessionization recovers them from the 30-minute gaps.
+        seed: same seed and config, same events, whatever the Spark partitioning.
+    """
 
     _section: typing.ClassVar[str] = "generator"
 
@@ -251,10 +269,15 @@ class GeneratorConfig(_Section):
     items_per_sale: int = 50
     popularity_exponent: float = 1.1
     start_date: str = "2026-01-01"
+    successors_per_item: int = 3
+    follow_probability: float = 0.5
+    session_ids: bool = False
     seed: int = 42
 
     def _validate(self) -> None:
         self._require("num_events", 10_000 <= self.num_events <= 1_000_000_000, "between 10,000 and 1,000,000,000")
+        self._require("successors_per_item", 1 <= self.successors_per_item <= 20, "between 1 and 20")
+        self._require("follow_probability", 0.0 <= self.follow_probability <= 0.95, "a probability between 0 and 0.95")
         for name in ("num_users", "num_items", "num_categories", "num_brands", "days"):
             self._require(name, getattr(self, name) >= 1, "a positive integer")
         self._require(
@@ -274,7 +297,24 @@ class GeneratorConfig(_Section):
 
 @dataclass(frozen=True)
 class FeatureConfig(_Section):
-    """Sessionization, vocabularies, sequences and splits."""
+    """Sessionization, vocabularies, sequences and splits (see docs/data-contract.md).
+
+    Attributes:
+        session_gap_minutes: a gap longer than this starts a new session, for events
+            that come without a ``session_id``.
+        max_history: items of context per example, most recent last.
+        min_item_count: train-part occurrences an item needs to enter the vocabulary;
+            rarer items map to the out-of-vocabulary index 0.
+        min_user_events: steps a user needs to get examples; fewer and the user is left
+            out of the examples (and counted in ``stats.json``).
+        split: ``leave_last_out`` (last step test, second-last validation) or ``time``
+            (steps from ``time_cutoff`` on are test; each user's last step before it
+            is validation).
+        time_cutoff: the global cutoff of ``split = 'time'`` (UTC).
+        price_buckets: bucket edges of ``price_bucket`` (1 below the first edge, ...,
+            0 for an unknown price).
+        positive_event_types: the event types that make a user's sequence.
+    """
 
     _section: typing.ClassVar[str] = "features"
 
@@ -303,6 +343,11 @@ class FeatureConfig(_Section):
             "price_buckets",
             list(self.price_buckets) == sorted(set(self.price_buckets)),
             "strictly increasing bucket edges",
+        )
+        self._require(
+            "positive_event_types",
+            len(self.positive_event_types) > 0 and all(self.positive_event_types),
+            "at least one non-empty event type",
         )
 
 
@@ -371,7 +416,24 @@ class TrackingConfig(_Section):
 
 @dataclass(frozen=True)
 class EvalConfig(_Section):
-    """Full-catalogue evaluation."""
+    """Full-catalogue evaluation (see :mod:`sparktf.evaluation`).
+
+    Attributes:
+        ks: the cut-offs of HR@K, NDCG@K and coverage@K.
+        exclude_seen: leave the items a user interacted with before the target (the
+            train part and the query's history) out of the ranking; the target itself
+            always stays a candidate.
+        baselines: the baselines computed on the same split as the models.
+        split: the split the queries come from (``validation`` or ``test``).
+        batch_size: queries scored per call; lowered automatically so that one
+            batch of scores stays under about 16M numbers for large catalogues.
+        popularity_shares: two cumulative shares of train interactions that cut the
+            catalogue, most popular first, into the ``head``, ``torso`` and ``tail``
+            slices of target popularity.
+        als_rank, als_max_iter, als_reg_param, als_alpha: Spark ML ALS with
+            ``implicitPrefs=True`` (rank, iterations, L2 regularisation, confidence scale).
+        seed: seed of the ALS baseline.
+    """
 
     _section: typing.ClassVar[str] = "evaluation"
 
@@ -382,9 +444,30 @@ class EvalConfig(_Section):
         "item_cooccurrence",
         "als",
     )
+    split: Literal["validation", "test"] = "test"
+    batch_size: int = 1024
+    popularity_shares: tuple[float, ...] = (0.5, 0.8)
+    als_rank: int = 64
+    als_max_iter: int = 10
+    als_reg_param: float = 0.1
+    als_alpha: float = 1.0
+    seed: int = 42
 
     def _validate(self) -> None:
         self._require("ks", len(self.ks) > 0 and all(k >= 1 for k in self.ks), "positive cut-offs such as [10, 20]")
+        self._require("ks", max(self.ks) <= 10_000, "cut-offs of at most 10,000")
+        self._require("baselines", len(set(self.baselines)) == len(self.baselines), "each baseline at most once")
+        self._require("batch_size", 1 <= self.batch_size <= 1_000_000, "between 1 and 1,000,000")
+        shares = self.popularity_shares
+        self._require(
+            "popularity_shares",
+            len(shares) == 2 and 0.0 < shares[0] < shares[1] < 1.0,
+            "two increasing fractions in (0, 1), e.g. [0.5, 0.8] (head up to 50%, torso up to 80%)",
+        )
+        self._require("als_rank", 1 <= self.als_rank <= 1024, "between 1 and 1024")
+        self._require("als_max_iter", 1 <= self.als_max_iter <= 1000, "between 1 and 1000")
+        self._require("als_reg_param", self.als_reg_param >= 0.0, "0 or a positive number")
+        self._require("als_alpha", self.als_alpha > 0.0, "a positive number")
 
 
 @dataclass(frozen=True)
