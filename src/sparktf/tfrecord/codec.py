@@ -641,25 +641,23 @@ def _decode_features(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> _
         out.bytes_end = items.end[bytes_items]
         owners.append(item_feature[bytes_items])
     if float_items.any():
-        s, e = items.start[float_items], items.end[float_items]
+        s, e, fi = items.start[float_items], items.end[float_items], item_feature[float_items]
         ragged = (e - s) % 4 != 0
-        bad[item_feature[float_items][ragged]] = True
-        data, offs = _gather(buf, s, e)
-        out.floats = data.view("<f4") if data.size % 4 == 0 else np.zeros(0, "<f4")
-        per_item = (e - s) // 4
-        owners.append(np.repeat(item_feature[float_items], per_item))
+        bad[fi[ragged]] = True
+        s, e, fi = s[~ragged], e[~ragged], fi[~ragged]
+        data, _ = _gather(buf, s, e)
+        out.floats = data.view("<f4")
+        owners.append(np.repeat(fi, (e - s) // 4))
     if int_items.any():
-        s, e = items.start[int_items], items.end[int_items]
+        s, e, fi = items.start[int_items], items.end[int_items], item_feature[int_items]
+        # A span cut inside a varint would run into the next span's first value.
+        cut = (e > s) & (buf[np.maximum(e - 1, 0)] >= 0x80)
+        bad[fi[cut]] = True
+        s, e, fi = s[~cut], e[~cut], fi[~cut]
         data, offs = _gather(buf, s, e)
         values, vends = varint_decode(data)
-        # Each item span must end exactly on a varint boundary.
-        item_of_value = np.searchsorted(offs, vends, side="left") - 1
-        last_byte_ok = np.zeros(s.size, dtype=bool)
-        ends_at = np.isin(offs[1:], vends)
-        last_byte_ok[:] = ends_at | (offs[1:] == offs[:-1])
-        bad[item_feature[int_items][~last_byte_ok]] = True
         out.ints = values
-        owners.append(item_feature[int_items][item_of_value])
+        owners.append(fi[np.searchsorted(offs, vends, side="left") - 1])
     if owners:
         # Features are disjoint by kind, so merging the per-kind owners keeps feature order per kind.
         out.owner = np.concatenate(owners)

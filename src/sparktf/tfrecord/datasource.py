@@ -176,10 +176,10 @@ class ReadOptions:
 def _open_records(path: str) -> Any:
     """A readable stream of the file's framed records (gunzipped when it is gzip)."""
     fs, inner = files.filesystem(path)
-    raw = fs.open_input_stream(inner)
+    raw = fs.open_input_stream(inner, compression=None)
     head = raw.read(2)
     raw.close()
-    stream = fs.open_input_stream(inner)
+    stream = fs.open_input_stream(inner, compression=None)
     if files.is_gzip(head, path):
         return gzip.GzipFile(fileobj=stream, mode="rb")
     return stream
@@ -548,7 +548,7 @@ class _Sink:
 
     def __init__(self, fs: Any, path: str, rel: str, codec_name: str) -> None:
         self.rel = rel
-        self.raw = fs.open_output_stream(path)
+        self.raw = fs.open_output_stream(path, compression=None)  # no guessing from ".gz"
         self.out: Any = gzip.GzipFile(fileobj=self.raw, mode="wb", mtime=0) if codec_name == "gzip" else self.raw
 
     def write(self, data: Any) -> None:
