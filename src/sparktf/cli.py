@@ -287,9 +287,17 @@ def serve(
         str | None, typer.Option("--model", help="models:/name@champion or a TF Serving base path.")
     ] = None,
 ) -> None:
-    """Serve the model over REST (TF Serving API plus :recommend)."""
-    _load(config, set_, workdir, master)
-    _not_built("serve", 9)
+    """Serve the model over REST (TF Serving API plus :recommend).
+
+    --model takes models:/name@alias (follows the alias: a new version is loaded beside
+    the old one, then switched), models:/name/<version>, or a TF Serving base path
+    (numbered version folders; the highest is served). Address, batching, auth and
+    hot-reload settings are in [serve] (`sparktf config`).
+    """
+    from sparktf.serving.server import serve as run_server
+
+    cfg = _load(config, set_, workdir, master)
+    run_server(cfg, model or f"models:/{cfg.tracking.registered_model}@champion")
 
 
 # --------------------------------------------------------------------------- entry point

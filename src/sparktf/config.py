@@ -545,22 +545,77 @@ class BatchConfig(_Section):
 
 @dataclass(frozen=True)
 class ServeConfig(_Section):
-    """The REST server."""
+    """The REST server (``sparktf serve``, see :mod:`sparktf.serving`).
+
+    Attributes:
+        host: the address to bind; loopback unless told otherwise.
+        port: the REST port (TF Serving's default is 8501); 0 picks a free one.
+        model_name: the ``{name}`` in ``/v1/models/{name}``; empty takes the registered
+            model's name or the base path's last folder.
+        max_batch_size: the most rows one model call takes (TF Serving's
+            ``max_batch_size``); a single request with more rows is refused with 400.
+        batch_timeout_micros: how long a batch waits for more requests once a worker
+            is free (TF Serving's ``batch_timeout_micros``).
+        batch_threads: model calls that may run at once (TF Serving's ``num_batch_threads``).
+        max_body_bytes: larger request bodies are refused with 413.
+        auth_token: when set, every API call needs ``Authorization: Bearer <token>``
+            (``/healthz``, ``/readyz`` and the web page's HTML stay open).
+        poll_interval_s: how often the model source (registry alias or base path) is
+            checked for a new version; 0 turns hot reload off.
+        versions: version numbers served beside the followed one (pinned).
+        labels: label -> version number, or -> registry alias for ``models:/`` sources
+            (``{stable = "3", canary = "challenger"}``); TF Serving's ``version_labels``.
+        index_path: a saved ANN index of the served model's items; empty looks for
+            ``index/`` inside the version directory, then builds an exact one in memory.
+        features_path: the features stage's output (``items/``, ``seen/``, ``examples/``)
+            for users' recent items, seen-item exclusion and item attributes; empty uses
+            ``<workdir>/data/features`` when it exists.
+        exclude_seen: leave out the items a user already interacted with (needs features).
+        default_k, max_k: ``k`` of ``:recommend`` when the request has none, and its cap.
+        access_log: one JSON line per request on the ``sparktf.serving.access`` logger.
+    """
 
     _section: typing.ClassVar[str] = "serve"
 
     host: str = "127.0.0.1"
     port: int = 8501
+    model_name: str = ""
     max_batch_size: int = 64
     batch_timeout_micros: int = 1000
+    batch_threads: int = 2
     max_body_bytes: int = 1_048_576
     auth_token: str = ""
+    poll_interval_s: float = 10.0
+    versions: tuple[int, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    index_path: str = ""
+    features_path: str = ""
+    exclude_seen: bool = True
+    default_k: int = 10
+    max_k: int = 1000
+    access_log: bool = True
 
     def _validate(self) -> None:
         self._require("port", 0 <= self.port <= 65535, "a TCP port (0-65535)")
-        self._require("max_batch_size", self.max_batch_size >= 1, "1 or more")
-        self._require("batch_timeout_micros", self.batch_timeout_micros >= 0, "0 or more")
+        self._require("host", bool(self.host.strip()), "an address such as 127.0.0.1 or 0.0.0.0")
+        self._require(
+            "model_name",
+            self.model_name == "" or bool(re.match(r"^[A-Za-z0-9_.-]+$", self.model_name)),
+            "empty (automatic) or letters, digits, '_', '.', '-'",
+        )
+        self._require("max_batch_size", 1 <= self.max_batch_size <= 100_000, "between 1 and 100,000")
+        self._require("batch_timeout_micros", 0 <= self.batch_timeout_micros <= 10_000_000, "0 to 10,000,000")
+        self._require("batch_threads", 1 <= self.batch_threads <= 256, "between 1 and 256")
         self._require("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024")
+        self._require("poll_interval_s", 0.0 <= self.poll_interval_s <= 86_400.0, "0 (off) up to 86400 seconds")
+        self._require("versions", all(v >= 0 for v in self.versions), "non-negative version numbers")
+        self._require(
+            "labels",
+            all(re.match(r"^[a-zA-Z0-9_]+$", k) and v for k, v in self.labels.items()),
+            "labels matching [a-zA-Z0-9_]+ (as TF Serving requires), each naming a version or an alias",
+        )
+        self._require("default_k", 1 <= self.default_k <= self.max_k, f"between 1 and serve.max_k ({self.max_k})")
+        self._require("max_k", 1 <= self.max_k <= 10_000, "between 1 and 10,000")
 
 
 @dataclass(frozen=True)

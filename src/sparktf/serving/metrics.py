@@ -1,0 +1,85 @@
+"""Prometheus metrics of the server, on a registry of its own.
+
+Request counts by endpoint and status, latency histograms by endpoint, batch
+sizes by kind (``predict``/``recommend``), the loaded model versions and reload
+outcomes. TF Serving exports ``:tensorflow:serving:request_count`` and
+``request_latency`` with the same labels in spirit; ours use Prometheus' naming
+rules (``_total``, ``_seconds``).
+
+Why a registry per server: several apps in one process (tests, benchmarks) must
+not share counters, which the global default registry would make them do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ServerMetrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class ServerMetrics:
+    """The server's metrics; :meth:`render` gives the text for ``/metrics``."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "sparktf_serving_requests_total",
+            "HTTP requests by endpoint and status code.",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sparktf_serving_request_latency_seconds",
+            "Request latency from the first byte read to the last byte written, by endpoint.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "sparktf_serving_batch_size",
+            "Rows per model call made by the micro-batcher, by kind.",
+            ["kind"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "sparktf_serving_model_version",
+            "1 for each loaded model version; label 'default' is 'true' for the one served without a selector.",
+            ["model", "version", "default"],
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "sparktf_serving_model_reloads_total",
+            "Model repository events: swapped, load_failed, resolve_failed.",
+            ["model", "event"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "sparktf_serving_requests_in_flight", "Requests being handled now.", registry=self.registry
+        )
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def observe_batch(self, kind: str, rows: int) -> None:
+        self.batch_size.labels(kind).observe(rows)
+
+    def set_versions(self, model: str, versions: list[int], default: int | None) -> None:
+        self.model_version.clear()
+        for v in versions:
+            self.model_version.labels(model, str(v), "true" if v == default else "false").set(1)
+
+    def model_event(self, model: str, event: str) -> None:
+        self.reloads.labels(model, event).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body: Any = generate_latest(self.registry)
+        return bytes(body), str(CONTENT_TYPE_LATEST)
