@@ -192,6 +192,9 @@ def load_eval_set(
     columns = F.broadcast(vocab.select(F.col("item_id").alias("_item"), (F.col("index") - 1).alias("_col")))
 
     ex = examples.where(F.col("split") == split).withColumn("_q", F.monotonically_increasing_id())
+    if exclude_seen:
+        # The row id joins the exclusions back; ids are only stable if computed once.
+        ex = ex.localCheckpoint()
     ex = ex.join(columns.withColumnRenamed("_item", "target").withColumnRenamed("_col", "_target"), "target", "left")
     if exclude_seen:
         seen = read_table(spark, f"{root}/seen", ("user_id", "items"), what="seen items")
