@@ -111,17 +111,31 @@ def _read_seen(table_dir: str) -> dict[str, frozenset[str]]:
 def _read_recent(table_dir: str) -> dict[str, tuple[str, ...]]:
     if not os.path.isdir(table_dir):
         return {}
-    table = _read(table_dir, ["user_id", "history", "target", "event_time"])
+    import pyarrow.dataset as ds
+
+    has_split = (
+        "split" in ds.dataset(table_dir, format="parquet", partitioning="hive", ignore_prefixes=[".", "_"]).schema.names
+    )
+    table = _read(table_dir, ["user_id", "history", "target", "event_time", *(["split"] if has_split else [])])
+    names = table.schema.names
+    splits = table.column("split").to_pylist() if "split" in names else [None] * table.num_rows
     best: dict[str, tuple[Any, tuple[str, ...]]] = {}
-    for u, history, target, when in zip(
+    for u, history, target, when, split in zip(
         table.column("user_id").to_pylist(),
         table.column("history").to_pylist(),
         table.column("target").to_pylist(),
         table.column("event_time").to_pylist(),
+        splits,
         strict=True,
     ):
-        items = tuple(str(i) for i in (history or [])) + ((str(target),) if target is not None else ())
-        key = (when is not None, when, len(items))
-        if u not in best or key > best[u][0]:
+        if u is None:
+            continue
+        items = tuple(str(i) for i in [*(history or []), target] if i is not None)
+        # The latest example wins, the test split breaking ties: the batch job's rule.
+        key = (when is not None, when or 0, _SPLIT_RANK.get(str(split), 0))
+        if str(u) not in best or key > best[str(u)][0]:
             best[str(u)] = (key, items)
     return {u: items for u, (_, items) in best.items()}
+
+
+_SPLIT_RANK = {"test": 3, "validation": 2, "train": 1}

@@ -206,7 +206,7 @@ class Recommender:
                 model_rows.append(i)
         if model_rows:
             k = max(queries[i].k for i in model_rows)
-            excludes = [sorted(self._exclusions(queries[i])) for i in model_rows]
+            excludes = [sorted(self._exclusions(queries[i], contexts[i][0])) for i in model_rows]
             ids, scores = self.index.search(q_emb[model_rows], k, exclude=excludes)
             for row, i in enumerate(model_rows):
                 items = [
@@ -217,7 +217,7 @@ class Recommender:
                 replies[i]["items"] = items
         for i, q in enumerate(queries):
             if "items" not in replies[i]:
-                excluded = self._exclusions(q)
+                excluded = self._exclusions(q, contexts[i][0])
                 popular = [x for x in self.item_ids if x not in excluded][: q.k]
                 replies[i]["items"] = [{"item_id": x, "score": None} for x in popular]
             if q.attributes:
@@ -244,11 +244,16 @@ class Recommender:
             )
         return None
 
-    def _exclusions(self, q: RecommendQuery) -> set[str]:
+    def _exclusions(self, q: RecommendQuery, history: Sequence[str]) -> set[str]:
+        """The request's exclusions, plus (with exclude_seen) everything the user interacted
+        with: the seen items of the features and the history used as context, as the batch
+        recommendations do."""
         excluded = set(q.exclude)
         use_seen = self.exclude_seen if q.exclude_seen is None else q.exclude_seen
-        if use_seen and q.user_id is not None:
-            excluded |= self.features.seen.get(q.user_id, frozenset())
+        if use_seen:
+            excluded |= set(history)
+            if q.user_id is not None:
+                excluded |= self.features.seen.get(q.user_id, frozenset())
         return excluded
 
 

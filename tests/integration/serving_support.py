@@ -1,0 +1,166 @@
+"""Helpers of the serving tests: tiny SavedModels, a tiny recommender export with its
+features tables, and a real uvicorn server on 127.0.0.1 in a thread."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ITEMS = [f"i{i}" for i in range(40)]
+USERS = [f"u{u}" for u in range(12)]
+
+
+def save_half_plus(base: Path, version: int, offset: float) -> str:
+    """TF Serving's half_plus_* toy: ``serving_default`` y = x/2 + offset, the doc's regress
+    signature, and a several-input, several-output signature ``multi``."""
+    from sparktf.tfenv import import_tensorflow
+
+    tf = import_tensorflow()
+
+    class HalfPlus(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x: Any) -> Any:
+            return {"y": x / 2.0 + offset}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def regress(self, x: Any) -> Any:
+            return {"outputs": x / 2.0 + offset}
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, name="tag"), tf.TensorSpec([None, 3], tf.float32, name="signal")]
+        )
+        def multi(self, tag: Any, signal: Any) -> Any:
+            return {"sum": tf.reduce_sum(signal, axis=1), "tag_bytes": tag, "upper": tf.strings.upper(tag)}
+
+    module = HalfPlus()
+    staging = base / f".staging-{version}"
+    sigs = {"serving_default": module.serve, "tensorflow/serving/regress": module.regress, "multi": module.multi}
+    tf.saved_model.save(module, str(staging), signatures=sigs)
+    # Appear whole: a poller must never see a half-written version folder.
+    os.replace(staging, base / str(version))
+    return str(base / str(version))
+
+
+def export_recommender(base: Path, version: int, seed: int, kind: str = "two_tower") -> str:
+    """An untrained (seeded) sparktf model over ITEMS/USERS, exported as ``<base>/<version>``."""
+    from sparktf.models.base import ModelParams
+    from sparktf.models.catalog import Catalog
+    from sparktf.models.export import export_model
+    from sparktf.models.factory import build_model
+
+    catalog = Catalog.from_arrays(
+        ITEMS,
+        category=[f"c{i % 4}" for i in range(len(ITEMS))],
+        brand=[f"b{i % 3}" for i in range(len(ITEMS))],
+        price_bucket=[i % 5 for i in range(len(ITEMS))],
+        user_ids=USERS,
+    )
+    model = build_model(catalog, ModelParams(kind=kind, embedding_dim=8, seed=seed))
+    return export_model(model, str(base), version, k=5)
+
+
+def write_features(path: Path) -> dict[str, Any]:
+    """``items/``, ``seen/`` and ``examples/`` (partitioned by split) for USERS over ITEMS.
+
+    Returns what was written: each user's full context (history + target of the last
+    example) and seen items."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(7)
+    items = pd.DataFrame(
+        {
+            "item_id": ITEMS,
+            "category": [f"c{i % 4}" for i in range(len(ITEMS))],
+            "brand": [f"b{i % 3}" for i in range(len(ITEMS))],
+            "price": [round(5.0 + i * 1.5, 2) for i in range(len(ITEMS))],
+            "price_bucket": [i % 5 for i in range(len(ITEMS))],
+            "count": list(range(len(ITEMS), 0, -1)),
+            "popularity_rank": list(range(1, len(ITEMS) + 1)),
+        }
+    )
+    (path / "items").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(items, preserve_index=False), path / "items" / "part-0.parquet")
+    contexts, seen_rows = {}, []
+    rows: dict[str, list[dict[str, Any]]] = {"train": [], "validation": [], "test": []}
+    for u in USERS[:-2]:  # the last two users are unknown to the features
+        seq = [ITEMS[int(x)] for x in rng.choice(len(ITEMS), size=6, replace=False)]
+        for split, t in (("train", 3), ("validation", 4), ("test", 5)):
+            rows[split].append(
+                {
+                    "user_id": u,
+                    "history": seq[:t],
+                    "history_len": t,
+                    "target": seq[t],
+                    "event_time": pd.Timestamp("2026-01-01") + pd.Timedelta(minutes=t),
+                }
+            )
+        contexts[u] = seq
+        seen_rows.append({"user_id": u, "items": seq[:4]})
+    for split, data in rows.items():
+        (path / "examples" / f"split={split}").mkdir(parents=True)
+        table = pa.Table.from_pylist(data)
+        pq.write_table(table, path / "examples" / f"split={split}" / "part-0.parquet")
+    (path / "seen").mkdir()
+    pq.write_table(pa.Table.from_pylist(seen_rows), path / "seen" / "part-0.parquet")
+    return {"contexts": contexts, "seen": {r["user_id"]: r["items"] for r in seen_rows}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RunningServer:
+    """``app`` under a real uvicorn on 127.0.0.1, in a thread; ready when entered."""
+
+    def __init__(self, app: Any, ready_timeout_s: float = 120.0) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.ready_timeout_s = ready_timeout_s
+
+    def __enter__(self) -> RunningServer:
+        import httpx
+
+        self.thread.start()
+        wait_ready(self.url, self.ready_timeout_s, httpx)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def wait_ready(url: str, timeout_s: float, httpx: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Poll ``/readyz`` until it answers 200 (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/readyz", timeout=5, headers=headers)
+            if r.status_code == 200:
+                return dict(r.json())
+            last = r.text
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready after {timeout_s} s: {last}")
+
+
+def exact_top_k(query: np.ndarray, emb: np.ndarray, ids: list[str], k: int, exclude: set[str]) -> list[str]:
+    scores = emb @ query
+    order = [int(j) for j in np.argsort(-scores, kind="stable") if ids[int(j)] not in exclude]
+    return [ids[j] for j in order[:k]]
