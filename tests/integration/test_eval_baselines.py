@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from sparktf.config import EvalConfig
-from sparktf.errors import DataError, SchemaError
+from sparktf.errors import DataError, SchemaError, TrackingError
 from sparktf.evaluation.baselines import evaluate_baselines
 from sparktf.evaluation.evalset import EvalSet, load_eval_set
 from sparktf.evaluation.report import comparison_markdown, log_to_mlflow
@@ -211,5 +211,13 @@ def test_log_to_mlflow_sqlite(cycle_results: dict[str, Any], tmp_path: Path) -> 
             "evaluation/test_item_cooccurrence.metric_names.json",
         }
         assert client.get_run(inner).data.metrics["mrr"] == cycle_results["most_popular"].overall["mrr"]
+        # An explicit store and run, whatever the current store is.
+        other = f"sqlite:///{tmp_path}/other.db"
+        other_client = mlflow.MlflowClient(other)
+        target = other_client.create_run(other_client.create_experiment("elsewhere")).info.run_id
+        assert log_to_mlflow(result, run_id=target, tracking_uri=other) == target
+        assert other_client.get_run(target).data.metrics["hr_at_1"] == result.overall["hr@1"]
+        with pytest.raises(TrackingError, match=r"no run_id was given"):
+            log_to_mlflow(result, tracking_uri=other)
     finally:
         mlflow.set_tracking_uri(None)

@@ -208,12 +208,14 @@ def log_to_mlflow(
     prefix: str = "",
     *,
     run_id: str | None = None,
+    tracking_uri: str | None = None,
     artifact_dir: str = "evaluation",
 ) -> str:
     """Log a result's metrics, protocol and report to MLflow.
 
     Logs into ``run_id``, else the active run, else a new run named
-    ``evaluate-<model>`` in the current experiment. Metric names come from
+    ``evaluate-<model>`` in the current experiment (these two need the current
+    tracking URI). Metric names come from
     :func:`mlflow_metric_names`; the protocol goes into the tag
     ``<prefix>evaluation.protocol``; the markdown report, the JSON result and the
     name mapping are artifacts under ``artifact_dir``.
@@ -222,13 +224,15 @@ def log_to_mlflow(
         result: what to log.
         prefix: put before every metric name, e.g. ``"test/"`` or ``"baseline/als/"``.
         run_id: an existing run to log into.
+        tracking_uri: the store of ``run_id``; ``None`` for MLflow's current one.
         artifact_dir: the artifact folder.
 
     Returns:
         The run id logged into.
 
     Raises:
-        TrackingError: MLflow refused or could not be reached.
+        TrackingError: MLflow refused or could not be reached, or ``tracking_uri`` is
+            not the current store and no ``run_id`` was given.
     """
     import mlflow
     from mlflow.entities import Metric
@@ -237,6 +241,13 @@ def log_to_mlflow(
     names = mlflow_metric_names(result, prefix)
     stem = _UNSAFE.sub("_", f"{prefix}{result.model}").replace("/", "_")
     own_run = False
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    if run_id is None and tracking_uri is not None and tracking_uri != mlflow.get_tracking_uri():
+        raise TrackingError(
+            f"Cannot log the evaluation of {result.model!r} to {tracking_uri}: no run_id was given, and the "
+            f"active or new run would live in the current store {mlflow.get_tracking_uri()}.",
+            hint="Pass run_id=, or call mlflow.set_tracking_uri(...) first.",
+        )
     try:
         if run_id is None:
             active = mlflow.active_run()
@@ -245,7 +256,7 @@ def log_to_mlflow(
                 own_run = True
             else:
                 run_id = active.info.run_id
-        client = mlflow.MlflowClient()
+        client = mlflow.MlflowClient(tracking_uri)
         now = int(time.time() * 1000)
         metrics = [Metric(name, _value(result, where), now, 0) for name, where in names.items()]
         for i in range(0, len(metrics), _BATCH):
@@ -260,7 +271,7 @@ def log_to_mlflow(
         )
     except MlflowException as exc:
         raise TrackingError(
-            f"Logging the evaluation of {result.model!r} to MLflow at {mlflow.get_tracking_uri()} failed: "
+            f"Logging the evaluation of {result.model!r} to MLflow run {run_id} at {uri} failed: "
             f"{str(exc).splitlines()[0]}",
             hint="Check tracking.tracking_uri and that the run is still active.",
         ) from None
