@@ -139,3 +139,16 @@ def test_config_rejects_bad_values(override: str, message: str) -> None:
     field = override.split("=")[0]
     with pytest.raises(ConfigError, match=re.escape(field) + r" = .* is not allowed; expected " + re.escape(message)):
         load_config(overrides=[override])
+
+
+def test_importing_the_evaluation_package_stays_light() -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json, sparktf.evaluation as e; "
+        "print(json.dumps([m for m in ('pyspark', 'mlflow', 'pandas', 'tensorflow', 'rich') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
