@@ -157,6 +157,9 @@ def _register_extensions(spark: SparkSession) -> None:
     """
     import importlib
 
+    # get_spark is called by every stage; register once per session, not per call.
+    if spark.conf.get("spark.sparktf.extensionsRegistered", "false") == "true":
+        return
     for module_name in ("sparktf.tfrecord.datasource", "sparktf.data.sql_functions"):
         try:
             module = importlib.import_module(module_name)
@@ -165,3 +168,4 @@ def _register_extensions(spark: SparkSession) -> None:
                 continue
             raise
         module.register(spark)
+    spark.conf.set("spark.sparktf.extensionsRegistered", "true")

@@ -1,0 +1,180 @@
+"""What each training worker runs: read TFRecords, build, fit, export (chief).
+
+:func:`train_worker` is the ``train_fn`` the Spark launcher ships to every barrier
+task (and that local mode calls in-process). It is a plain function of a frozen,
+picklable :class:`TrainSpec`, so the same code runs with 1 or N workers. Every
+worker installs the same callbacks (early stopping, the platform's checkpoint and
+backup callbacks, the chief-only MLflow callback): symmetric callbacks are what
+keeps MultiWorkerMirroredStrategy from deadlocking. After ``fit`` the chief copies
+the weights into a fresh, strategy-free model and exports it, so the export runs
+no collective op that the other workers would have to join.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sparktf.models.base import ModelParams
+
+__all__ = ["TrainSpec", "read_examples", "train_worker"]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything one training run needs, picklable and small.
+
+    Attributes:
+        features_dir: the features stage's output (catalogue and vocabularies).
+        train_path, validation_path: TFRecord directories of the two splits.
+        run_dir: this model's directory in the workdir (checkpoints, backups, export).
+        export_version: the numbered directory the export goes to.
+        global_batch_size: examples per step over all workers.
+        steps_per_epoch: None = one pass over the data per epoch.
+    """
+
+    params: ModelParams
+    features_dir: str
+    train_path: str
+    validation_path: str
+    run_dir: str
+    export_version: int = 1
+    global_batch_size: int = 512
+    epochs: int = 10
+    learning_rate: float = 0.005
+    lr_decay: float = 0.9
+    early_stopping_patience: int = 2
+    steps_per_epoch: int | None = None
+    train_examples: int = 0
+    top_k: int = 100
+    tracking_uri: str = ""
+    run_id: str = ""
+    metric_prefix: str = ""
+    shuffle_buffer: int = 20_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def export_base(self) -> str:
+        return os.path.join(self.run_dir, "export")
+
+    @property
+    def backup_dir(self) -> str:
+        return os.path.join(self.run_dir, "backup")
+
+
+_COLUMNS = ["user_id", "history", "target", "target_category", "target_brand", "target_price_bucket"]
+
+
+def read_examples(path: str, batch_size: int, *, shuffle: bool, seed: int, buffer: int = 20_000) -> Any:
+    """A batched ``tf.data.Dataset`` of example dicts from the TFRecords at ``path``.
+
+    The feature description comes from the Spark schema the TFRecord stage saved
+    beside the splits (``<tfrecords>/schema.json``). Records are parsed in large
+    batches (fast), then, for training, shuffled across files and re-batched.
+    Sharding across workers is by data, so any number of files works.
+    """
+    from sparktf.tfrecord.dataset import tfrecord_dataset
+
+    schema = os.path.join(os.path.dirname(path.rstrip("/")), "schema.json")
+    ds = tfrecord_dataset(
+        path,
+        schema,
+        batch_size=max(batch_size, 1024),
+        columns=_COLUMNS,
+        shuffle_files=shuffle,
+        seed=seed,
+        auto_shard_policy="DATA",
+    )
+    if shuffle:
+        ds = ds.unbatch().shuffle(buffer, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    else:
+        ds = ds.unbatch().batch(batch_size)
+    return ds
+
+
+def train_worker(spec: TrainSpec) -> dict[str, Any]:
+    """Train on this worker; on the chief, export. Returns a small JSON-able summary."""
+    import numpy as np
+
+    from sparktf.distributed.ranks import is_chief, num_workers
+    from sparktf.models.base import make_optimizer
+    from sparktf.models.catalog import Catalog
+    from sparktf.models.export import export_model
+    from sparktf.models.factory import build_model
+    from sparktf.tfenv import import_tensorflow
+    from sparktf.training.tracking import ChiefMetricsCallback
+
+    tf = import_tensorflow()
+    tf.keras.utils.set_random_seed(spec.params.seed)
+    strategy = tf.distribute.get_strategy()
+    workers = max(1, num_workers())
+    catalog = Catalog.from_features(spec.features_dir)
+
+    train_ds = read_examples(
+        spec.train_path, spec.global_batch_size, shuffle=True, seed=spec.params.seed, buffer=spec.shuffle_buffer
+    )
+    val_ds = read_examples(spec.validation_path, spec.global_batch_size, shuffle=False, seed=spec.params.seed)
+    steps = spec.steps_per_epoch or max(1, spec.train_examples // spec.global_batch_size)
+
+    with strategy.scope():
+        model = build_model(catalog, spec.params)
+        model.compile(optimizer=make_optimizer(spec.learning_rate, spec.lr_decay, steps))
+
+    from sparktf.distributed.checkpoints import platform_callbacks
+
+    callbacks = [
+        tf.keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=spec.early_stopping_patience, restore_best_weights=True
+        ),
+        *platform_callbacks(spec.run_dir),
+    ]
+    if spec.tracking_uri and spec.run_id:
+        callbacks.append(ChiefMetricsCallback(spec.tracking_uri, spec.run_id, prefix=spec.metric_prefix))
+    t0 = time.perf_counter()
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=spec.epochs,
+        steps_per_epoch=spec.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=2 if is_chief() else 0,
+    )
+    seconds = time.perf_counter() - t0
+    hist = {k: [float(x) for x in v] for k, v in history.history.items()}
+    epochs_run = len(hist.get("loss", []))
+    summary: dict[str, Any] = {
+        "history": hist,
+        "epochs_run": epochs_run,
+        "train_seconds": seconds,
+        "workers": workers,
+        "examples_per_second": (spec.train_examples * epochs_run / seconds) if seconds > 0 else 0.0,
+    }
+    if not is_chief():
+        return summary
+
+    # The export happens outside the strategy: a plain model with the trained weights.
+    weights = model.get_weights()
+    plain = build_model(catalog, spec.params)
+    plain.ensure_built()
+    plain.set_weights(weights)
+    path = export_model(
+        plain,
+        spec.export_base,
+        spec.export_version,
+        k=spec.top_k,
+        extra={"spec": _jsonable(asdict(spec)), "history": hist},
+    )
+    summary["export_path"] = path
+    summary["final_metrics"] = {k: v[-1] for k, v in hist.items() if v}
+    best = min(hist.get("val_loss", [float("inf")]))
+    summary["best_val_loss"] = best if np.isfinite(best) else None
+    with open(os.path.join(spec.run_dir, "summary.json"), "w", encoding="utf-8") as fh:
+        json.dump(_jsonable(summary), fh, indent=2)
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
