@@ -33,7 +33,10 @@ def save_half_plus(base: Path, version: int, offset: float) -> str:
             return {"outputs": x / 2.0 + offset}
 
         @tf.function(
-            input_signature=[tf.TensorSpec([None], tf.string, name="tag"), tf.TensorSpec([None, 3], tf.float32, name="signal")]
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="tag"),
+                tf.TensorSpec([None, 3], tf.float32, name="signal"),
+            ]
         )
         def multi(self, tag: Any, signal: Any) -> Any:
             return {"sum": tf.reduce_sum(signal, axis=1), "tag_bytes": tag, "upper": tf.strings.upper(tag)}

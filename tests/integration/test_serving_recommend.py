@@ -90,7 +90,9 @@ def test_cold_start_and_unknown_users_fall_back_to_popular_items_and_say_so(clie
     cold = client.post("/v1/models/recsys:recommend", json={"k": 3}).json()
     assert cold["fallback"] == "popular" and "cold start" in cold["reason"]
     assert [it["item_id"] for it in cold["items"]] == ITEMS[:3]  # the vocabulary is in popularity order
-    stranger = client.post("/v1/models/recsys:recommend", json={"user_id": "stranger", "k": 3, "exclude": ["i0"]}).json()
+    stranger = client.post(
+        "/v1/models/recsys:recommend", json={"user_id": "stranger", "k": 3, "exclude": ["i0"]}
+    ).json()
     assert stranger["fallback"] == "popular" and "'stranger' is unknown" in stranger["reason"]
     assert [it["item_id"] for it in stranger["items"]] == ITEMS[1:4] and stranger["items"][0]["score"] is None
     # A user the model knows but the features do not (no history anywhere) still gets the model's answer.
@@ -104,7 +106,9 @@ def test_seen_items_are_excluded_unless_asked_not_to(world: dict[str, Any], clie
     r = client.post("/v1/models/recsys:recommend", json={"user_id": user, "k": len(ITEMS)}).json()
     assert not everything & {it["item_id"] for it in r["items"]}
     assert len(r["items"]) == len(ITEMS) - len(everything)
-    r = client.post("/v1/models/recsys:recommend", json={"user_id": user, "k": len(ITEMS), "exclude_seen": False}).json()
+    r = client.post(
+        "/v1/models/recsys:recommend", json={"user_id": user, "k": len(ITEMS), "exclude_seen": False}
+    ).json()
     assert len(r["items"]) == len(ITEMS)
 
 
@@ -120,5 +124,7 @@ def test_attributes_users_and_errors(client: Any) -> None:
         bad = client.post("/v1/models/recsys:recommend", json=body)
         assert bad.status_code == 400 and bad.json()["error"]
     # :predict works on the same export (TF Serving clients keep working).
-    out = client.post("/v1/models/recsys:predict", json={"inputs": {"user_id": ["u1"], "history": [["i1", "i2"]]}}).json()
+    out = client.post(
+        "/v1/models/recsys:predict", json={"inputs": {"user_id": ["u1"], "history": [["i1", "i2"]]}}
+    ).json()
     assert set(out["outputs"]) == {"query_embedding", "top_k_ids", "top_k_scores"}

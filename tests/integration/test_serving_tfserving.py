@@ -89,7 +89,10 @@ def test_metadata_shows_every_signature(client: Any) -> None:
     assert meta["model_spec"] == {"name": "half_plus_three", "signature_name": "", "version": "1"}
     defs = meta["metadata"]["signature_def"]["signature_def"]
     assert set(defs) == {"serving_default", "tensorflow/serving/regress", "multi"}
-    assert defs["multi"]["inputs"]["signal"]["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}, {"size": "3", "name": ""}]
+    assert defs["multi"]["inputs"]["signal"]["tensor_shape"]["dim"] == [
+        {"size": "-1", "name": ""},
+        {"size": "3", "name": ""},
+    ]
     assert defs["multi"]["inputs"]["tag"]["dtype"] == "DT_STRING"
     assert set(defs["multi"]["outputs"]) == {"sum", "tag_bytes", "upper"}
 
@@ -147,7 +150,9 @@ def test_operations_endpoints(client: Any, caplog: pytest.LogCaptureFixture) -> 
     line = json.loads([r.message for r in caplog.records if r.name == "sparktf.serving.access"][-1])
     assert line["status"] == 200 and line["endpoint"] == "/v1/models/{model_name}:predict" and line["ms"] >= 0
     text = client.get("/metrics").text
-    assert 'sparktf_serving_requests_total{endpoint="/v1/models/{model_name}:predict",method="POST",status="200"}' in text
+    assert (
+        'sparktf_serving_requests_total{endpoint="/v1/models/{model_name}:predict",method="POST",status="200"}' in text
+    )
     assert 'sparktf_serving_request_latency_seconds_bucket{endpoint="/v1/models/{model_name}:predict"' in text
     assert 'sparktf_serving_batch_size_count{kind="predict"}' in text
     assert 'sparktf_serving_model_version{default="true",model="half_plus_three",version="123"} 1.0' in text

@@ -434,7 +434,8 @@ class RegistrySource:
 
             shutil.rmtree(target)
         os.replace(tmp, target)
-        path = os.path.join(target, rel)
+        # download_artifacts may put the model in a subfolder of dst_path.
+        path = os.path.join(target, os.path.relpath(local, tmp), rel)
         with open(done, "w", encoding="utf-8") as fh:
             fh.write(path)
         return path
