@@ -348,7 +348,7 @@ def _decode_batch(
         bad[i] = True
         reasons[i] = "data CRC mismatch (the record's bytes are corrupt)"
     # Non-nullable columns cannot take a missing feature.
-    for spec, col in zip(plan.specs, columns, strict=True):
+    for spec, col in zip(plan.specs, columns if plan.specs else [], strict=True):
         if not plan.arrow_schema.field(spec.name).nullable and col.null_count:
             for i in np.flatnonzero(~np.asarray(col.is_valid())).tolist():
                 if not bad[i]:
@@ -378,7 +378,7 @@ def _assemble(
     offsets: np.ndarray,
     path: str,
 ) -> pa.RecordBatch:
-    by_name = {s.name: c for s, c in zip(plan.specs, columns, strict=True)}
+    by_name = {s.name: c for s, c in zip(plan.specs, columns if plan.specs else [], strict=True)}
     if not plan.specs and columns:
         by_name[plan.arrow_schema.field(0).name] = columns[0]  # ByteArray
     out = []

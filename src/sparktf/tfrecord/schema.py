@@ -170,7 +170,6 @@ def spark_feature_specs(schema: StructType, record_type: str = "Example") -> tup
 
     Called on the driver before anything is written.
     """
-    from pyspark.ml.linalg import VectorUDT
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import ArrayType, UserDefinedType
 
@@ -178,7 +177,8 @@ def spark_feature_specs(schema: StructType, record_type: str = "Example") -> tup
         t: DataType = field.dataType
         while isinstance(t, ArrayType):
             t = t.elementType
-        if isinstance(t, UserDefinedType) and not isinstance(t, VectorUDT):
+        # By name: importing pyspark.ml for the class costs a second (it loads scipy).
+        if isinstance(t, UserDefinedType) and type(t).__name__ != "VectorUDT":
             raise SchemaError(
                 f"Column {field.name!r} has the user-defined type {t.simpleString()}, which TFRecord cannot hold.",
                 hint="Convert it to an array or a supported column type first.",

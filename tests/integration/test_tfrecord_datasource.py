@@ -1,0 +1,211 @@
+"""The ``tfrecord`` data source on a real SparkSession: round trips, layout, modes, corruption."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparktf.errors import SchemaError, TFRecordError
+from sparktf.tfrecord import format as fmt
+from sparktf.tfrecord import read_tfrecord, write_tfrecord
+
+pytestmark = pytest.mark.spark
+
+ALL_TYPES = (
+    "s string, b binary, l bigint, i int, sh short, by byte, flag boolean, f float, d double, "
+    "dec decimal(10,2), ls array<string>, ll array<bigint>, lf array<float>, ld array<double>"
+)
+
+
+def _rows() -> list[tuple[Any, ...]]:
+    from decimal import Decimal
+
+    return [
+        (
+            "é☃",
+            b"\x00\xff",
+            -(2**63),
+            -7,
+            3,
+            -1,
+            True,
+            1.5,
+            0.25,
+            Decimal("12.50"),
+            ["a", ""],
+            [1, -2],
+            [0.5],
+            [1.0, 2.0],
+        ),
+        (None, None, None, None, None, None, None, None, None, None, None, None, None, None),
+        ("", b"", 2**63 - 1, 2**31 - 1, -(2**15), 127, False, -0.0, -3.5, Decimal("-1.00"), [], [], [], []),
+    ]
+
+
+def _files(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def test_example_roundtrip_with_user_schema(spark: Any, tmp_path: Path) -> None:
+    df = spark.createDataFrame(_rows(), ALL_TYPES)
+    out = tmp_path / "ex"
+    df.write.format("tfrecord").option("recordType", "Example").mode("overwrite").save(str(out))
+    names = _files(out)
+    assert "_SUCCESS" in names and all(
+        n == "_SUCCESS" or (n.startswith("part-") and n.endswith(".tfrecord")) for n in names
+    )
+    back = spark.read.format("tfrecord").option("recordType", "Example").schema(df.schema).load(str(out))
+    assert sorted(back.collect(), key=str) == sorted(df.collect(), key=str)
+
+
+def test_inferred_schema_follows_spark_tfrecord_rules(spark: Any, tmp_path: Path) -> None:
+    df = spark.createDataFrame(_rows(), ALL_TYPES)
+    out = str(tmp_path / "inf")
+    df.write.format("tfrecord").mode("overwrite").save(out)
+    inferred = {f.name: f.dataType.simpleString() for f in spark.read.format("tfrecord").load(out).schema.fields}
+    assert inferred == {
+        "s": "string",
+        "b": "string",
+        "l": "bigint",
+        "i": "bigint",
+        "sh": "bigint",
+        "by": "bigint",
+        "flag": "bigint",
+        "f": "float",
+        "d": "float",
+        "dec": "float",
+        "ls": "array<string>",
+        "ll": "array<bigint>",
+        "lf": "float",  # one value per list in every sampled record
+        "ld": "array<float>",
+    }
+
+
+def test_sequence_example_and_byte_array_roundtrip(spark: Any, tmp_path: Path) -> None:
+    schema = "id bigint, steps array<array<bigint>>, words array<array<string>>"
+    df = spark.createDataFrame([(1, [[1, 2], [], [3]], [["a"], ["b", "c"]]), (2, None, []), (3, [], None)], schema)
+    out = str(tmp_path / "seq")
+    df.write.format("tfrecord").option("recordType", "SequenceExample").mode("overwrite").save(out)
+    back = spark.read.format("tfrecord").option("recordType", "SequenceExample").schema(df.schema).load(out)
+    assert sorted(back.collect()) == sorted(df.collect())
+    with pytest.raises(Exception, match="SequenceExample"):
+        df.write.format("tfrecord").mode("overwrite").save(str(tmp_path / "not-seq"))
+    assert not (tmp_path / "not-seq").exists()
+
+    raw = spark.createDataFrame([(b"\x01\x02",), (b"",), (b"xyz" * 100,)], "payload binary")
+    write_tfrecord(raw, str(tmp_path / "raw"), record_type="ByteArray")
+    got = spark.read.format("tfrecord").option("recordType", "ByteArray").load(str(tmp_path / "raw"))
+    assert got.columns == ["byteArray"]
+    assert sorted(r.byteArray for r in got.collect()) == sorted(r.payload for r in raw.collect())
+
+
+def test_gzip_partition_by_append_and_partition_discovery(spark: Any, tmp_path: Path) -> None:
+    df = spark.createDataFrame(
+        [("u1", 1, "train"), ("u2", 2, "test"), ("u3", 3, "a/b"), ("u4", 4, None)], "user string, n int, split string"
+    )
+    out = tmp_path / "parts"
+    df.write.format("tfrecord").option("partitionBy", "split").option("compression", "gzip").mode("overwrite").save(
+        str(out)
+    )
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert dirs == ["split=__HIVE_DEFAULT_PARTITION__", "split=a%2Fb", "split=test", "split=train"]
+    assert all(f.endswith(".tfrecord.gz") for f in _files(out) if "part-" in f)
+    assert all((out / f).read_bytes()[:2] == b"\x1f\x8b" for f in _files(out) if "part-" in f)
+    back = read_tfrecord(spark, str(out))
+    assert back.schema.simpleString() == "struct<n:bigint,user:string,split:string>"
+    assert sorted(back.collect(), key=str) == sorted([(r.n, r.user, r.split) for r in df.collect()], key=str)
+
+    more = spark.createDataFrame([("u5", 5, "train")], "user string, n int, split string")
+    write_tfrecord(
+        more, str(out), partition_by=["split"], codec="org.apache.hadoop.io.compress.GzipCodec", mode="append"
+    )
+    assert read_tfrecord(spark, str(out)).where("split = 'train'").count() == 2
+    with pytest.raises(TFRecordError, match="already holds data"):
+        write_tfrecord(more, str(out), partition_by=["split"], mode="error")
+    write_tfrecord(more, str(out), mode="ignore")
+    assert read_tfrecord(spark, str(out)).count() == 5
+
+    ints = spark.createDataFrame([(1, 7), (2, 8)], "day int, v bigint")
+    write_tfrecord(ints, str(tmp_path / "days"), partition_by=["day"])
+    assert read_tfrecord(spark, str(tmp_path / "days")).schema["day"].dataType.simpleString() == "int"
+
+
+def test_unsupported_type_fails_before_any_file_is_written(spark: Any, tmp_path: Path) -> None:
+    df = spark.sql("SELECT 1 AS id, current_timestamp() AS ts")
+    target = tmp_path / "never"
+    with pytest.raises(SchemaError, match=r"'ts'.*timestamp"):
+        write_tfrecord(df, str(target))
+    with pytest.raises(Exception, match=r"'ts'.*timestamp"):
+        df.write.format("tfrecord").mode("overwrite").save(str(target))
+    assert not target.exists()
+
+
+def test_a_failed_job_leaves_the_previous_output_untouched(spark: Any, tmp_path: Path) -> None:
+    out = tmp_path / "keep"
+    good = spark.createDataFrame([(1, [1]), (2, [2])], "id bigint, xs array<bigint>")
+    write_tfrecord(good, str(out))
+    before = {f: (out / f).read_bytes() for f in _files(out)}
+    # A null inside an array is only found by the task that meets it.
+    bad = spark.createDataFrame([(3, [3]), (4, [None])], "id bigint, xs array<bigint>").repartition(2)
+    with pytest.raises(Exception, match=r"'xs'.*null element"):
+        bad.write.format("tfrecord").mode("overwrite").save(str(out))
+    assert {f: (out / f).read_bytes() for f in _files(out)} == before
+    assert not (out / "_temporary").exists()
+
+
+def _corrupt_dataset(spark: Any, tmp_path: Path) -> tuple[Path, int, int]:
+    df = spark.createDataFrame([(i, f"v{i}") for i in range(5)], "id bigint, s string").coalesce(1)
+    out = tmp_path / "corrupt"
+    write_tfrecord(df, str(out))
+    (part,) = [out / f for f in _files(out) if f.startswith("part-")]
+    data = bytearray(part.read_bytes())
+    spans = fmt.split_records(bytes(data))
+    victim = int(spans.record_offsets[2])
+    data[int(spans.starts[2])] ^= 0xFF  # break record 2's data CRC
+    part.write_bytes(bytes(data[:-3]))  # and truncate the last record
+    return part, victim, int(spans.record_offsets[4])
+
+
+def test_corrupt_records_follow_the_read_mode(spark: Any, tmp_path: Path) -> None:
+    part, victim, last = _corrupt_dataset(spark, tmp_path)
+    schema = "id bigint, s string"
+    reader = spark.read.format("tfrecord").schema(schema)
+    with pytest.raises(Exception) as info:
+        reader.load(str(part.parent)).collect()
+    assert str(part) in str(info.value) and f"byte offset {victim}" in str(info.value)
+
+    dropped = reader.option("mode", "DROPMALFORMED").load(str(part.parent))
+    assert sorted(r.id for r in dropped.collect()) == [0, 1, 3]
+
+    permissive = spark.read.format("tfrecord").option("mode", "PERMISSIVE").load(str(part.parent))
+    assert permissive.columns[-1] == "_corrupt_record"
+    rows = permissive.collect()
+    bad = sorted(r._corrupt_record for r in rows if r._corrupt_record)
+    assert len(rows) == 5 and len(bad) == 2
+    assert f"byte offset {victim}: data CRC mismatch" in bad[0] or f"byte offset {victim}: data CRC mismatch" in bad[1]
+    assert any(f"byte offset {last}: truncated" in b for b in bad)
+    assert all(r.id is None for r in rows if r._corrupt_record)
+
+
+def test_bad_options_are_named(spark: Any, tmp_path: Path) -> None:
+    df = spark.createDataFrame([(1,)], "id bigint")
+    with pytest.raises(Exception, match="recordType = 'Proto'"):
+        df.write.format("tfrecord").option("recordType", "Proto").mode("overwrite").save(str(tmp_path / "x"))
+    with pytest.raises(Exception, match="codec = 'snappy'"):
+        df.write.format("tfrecord").option("codec", "snappy").mode("overwrite").save(str(tmp_path / "x"))
+    with pytest.raises(Exception, match="mode = 'LENIENT'"):
+        spark.read.format("tfrecord").option("mode", "lenient").schema("id bigint").load(str(tmp_path)).collect()
+
+
+def test_static_registration_module_finds_the_source() -> None:
+    import io
+
+    from pyspark.sql.worker import lookup_data_sources
+
+    out = io.BytesIO()
+    lookup_data_sources._main(io.BytesIO(), out)
+    assert b"tfrecord" in out.getvalue()
+    assert os.environ.get("PYSPARK_PYTHON")
