@@ -48,7 +48,14 @@ STAGES: tuple[Stage, ...] = (
         3,
     ),
     Stage("features", "Sessions, vocabularies, sequences and leave-last-out splits", "data/events", "data/features", 3),
-    Stage("tfrecords", "Write training sets as TFRecords", "data/features", "tfrecords/", 4),
+    Stage(
+        "tfrecords",
+        "Write training sets as TFRecords",
+        "data/features",
+        "tfrecords/",
+        4,
+        impl="sparktf.tfrecord.stage:write_training_sets",
+    ),
     Stage(
         "train",
         "Distributed training on Spark (sequential GRU + two-tower)",
