@@ -52,7 +52,9 @@ def test_no_request_to_any_operation_gets_a_server_error(server: RunningServer) 
             if response.status_code >= 500:
                 problems.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}")
             elif response.status_code >= 400 and not response.json().get("error"):
-                problems.append(f"{case.method} {case.formatted_path} -> {response.status_code} without an error message")
+                problems.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code} without an error message"
+                )
 
         one()
     assert not problems, problems[:5]
