@@ -24,6 +24,7 @@ __all__ = [
     "__version__",
     "get_spark",
     "load_config",
+    "load_model",
 ]
 
 
@@ -33,4 +34,9 @@ def __getattr__(name: str) -> object:
         from sparktf.spark import get_spark
 
         return get_spark
+    if name == "load_model":
+        # models:/name@champion -> the pyfunc model plus its version, export and index.
+        from sparktf.registry.load import load_model
+
+        return load_model
     raise AttributeError(f"module 'sparktf' has no attribute {name!r}")

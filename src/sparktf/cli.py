@@ -250,17 +250,23 @@ def promote(
     rollback: Annotated[
         bool, typer.Option("--rollback", help="Move the champion alias back to the previous version.")
     ] = False,
+    version: Annotated[
+        int | None,
+        typer.Option("--version", help="The version to validate (default: the newest pending one).", min=1),
+    ] = None,
 ) -> None:
     """Run the validation gate and move the champion alias (or roll it back)."""
-    _load(config, set_, workdir, master)
-    _not_built("promote --rollback" if rollback else "promote", 7)
+    from sparktf.registry.stages import promote_command
+
+    promote_command(_load(config, set_, workdir, master), console, version=version, do_rollback=rollback)
 
 
 @app.command()
 def models(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
     """List registered model versions, aliases and validation statuses."""
-    _load(config, set_, workdir, master)
-    _not_built("models", 7)
+    from sparktf.registry.stages import models_command
+
+    models_command(_load(config, set_, workdir, master), console)
 
 
 @app.command()

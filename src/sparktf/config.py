@@ -470,17 +470,28 @@ class EvalConfig(_Section):
         self._require("als_alpha", self.als_alpha > 0.0, "a positive number")
 
 
+_BOUND_NAMES = ("min_value", "min_absolute_change", "min_relative_change")
+
+# MLflow reserves these alias names for version numbers and the newest version.
+_RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$")
+
+
 @dataclass(frozen=True)
 class MetricThreshold(_Section):
     """One gate check, after TFMA's value and change thresholds.
+
+    A bound left at ``nan`` is not checked; at least one must be set. Changes are
+    measured in the metric's good direction, so a positive change is always an
+    improvement (see :mod:`sparktf.registry.gate`).
 
     Attributes:
         metric: evaluation metric key, e.g. ``ndcg@10``.
         higher_is_better: direction of the metric.
         min_value: absolute floor (a ceiling when lower is better); ``nan`` = none.
-        min_absolute_change: candidate - champion must be at least this (direction-aware).
-        min_relative_change: candidate / champion - 1 must be at least this (may be negative
-            to allow a bounded drop).
+        min_absolute_change: candidate - champion must be at least this (direction-aware;
+            negative allows a bounded drop).
+        min_relative_change: (candidate - champion) / |champion| must be at least this
+            (direction-aware; e.g. -0.05 allows a 5% drop, 0.01 demands a 1% gain).
         slice: apply to each slice of this slicing (e.g. ``user_activity``) instead of overall.
     """
 
@@ -495,24 +506,73 @@ class MetricThreshold(_Section):
 
     def _validate(self) -> None:
         self._require("metric", bool(self.metric), "a metric name such as ndcg@10")
+        bounds = (self.min_value, self.min_absolute_change, self.min_relative_change)
+        self._require(
+            "min_value",
+            any(b == b for b in bounds),
+            f"a number, or min_absolute_change / min_relative_change, for metric {self.metric!r}: "
+            "a threshold with no bound checks nothing",
+        )
+        for name in _BOUND_NAMES:
+            value = getattr(self, name)
+            self._require(name, value != float("inf") and value != float("-inf"), "a finite number or nan (none)")
+        self._require(
+            "min_relative_change",
+            self.min_relative_change != self.min_relative_change or self.min_relative_change > -1.0,
+            "a number above -1 (a drop of 100% or more bounds nothing)",
+        )
 
 
 @dataclass(frozen=True)
 class GateConfig(_Section):
-    """The validation gate in front of the ``champion`` alias."""
+    """The validation gate in front of the ``champion`` alias (see :mod:`sparktf.registry`).
+
+    Attributes:
+        thresholds: the checks; ``[[gate.thresholds]]`` tables in TOML. With no champion
+            yet only their ``min_value`` floors apply.
+        champion_alias: the alias downstream code loads (``models:/name@champion``).
+        previous_alias: the champion before the current one, for ``promote --rollback``.
+        min_slice_queries: slice values with fewer test queries than this are reported
+            as skipped instead of checked (their metrics are noise); 0 checks every slice.
+        lock_ttl_seconds: lease of the promotion lock; a holder that dies is ignored
+            after this long. Must exceed the clock skew between promoting machines.
+        lock_timeout_seconds: how long a promotion waits for another one to finish.
+        max_attempts: how often a promotion re-validates when another promotion moved
+            the champion while this one was evaluating.
+    """
 
     _section: typing.ClassVar[str] = "gate"
 
     thresholds: tuple[MetricThreshold, ...] = (
         MetricThreshold(metric="ndcg@10", min_value=0.0, min_relative_change=-0.01),
         MetricThreshold(metric="hr@10", min_value=0.0, min_relative_change=-0.01),
+        MetricThreshold(metric="ndcg@10", slice="user_activity", min_relative_change=-0.05),
     )
     champion_alias: str = "champion"
     previous_alias: str = "previous"
+    min_slice_queries: int = 0
+    lock_ttl_seconds: float = 120.0
+    lock_timeout_seconds: float = 600.0
+    max_attempts: int = 3
 
     def _validate(self) -> None:
+        self._require("thresholds", len(self.thresholds) > 0, "at least one [[gate.thresholds]] table")
         for name in ("champion_alias", "previous_alias"):
-            self._require(name, bool(re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", getattr(self, name))), "an alias name")
+            alias = getattr(self, name)
+            self._require(
+                name,
+                bool(re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", alias)) and not _RESERVED_ALIAS.match(alias),
+                "an alias name (letters, digits, '_', '-'; not 'latest' or v<number>, which MLflow reserves)",
+            )
+        self._require(
+            "previous_alias",
+            self.previous_alias != self.champion_alias,
+            f"an alias other than gate.champion_alias ({self.champion_alias!r})",
+        )
+        self._require("min_slice_queries", self.min_slice_queries >= 0, "0 (check every slice) or more")
+        self._require("lock_ttl_seconds", 1.0 <= self.lock_ttl_seconds <= 86_400.0, "between 1 and 86,400 seconds")
+        self._require("lock_timeout_seconds", 0.0 <= self.lock_timeout_seconds <= 86_400.0, "between 0 and 86,400")
+        self._require("max_attempts", 1 <= self.max_attempts <= 100, "between 1 and 100")
 
 
 @dataclass(frozen=True)

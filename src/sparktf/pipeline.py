@@ -76,6 +76,7 @@ STAGES: tuple[Stage, ...] = (
         "MLflow run",
         "registry version, champion alias",
         7,
+        impl="sparktf.registry.stages:register_stage",
     ),
     Stage("index", "Build the ScaNN index over item embeddings", "models/", "index/", 8),
     Stage("recommend", "Batch top-K for every user on Spark", "models/, index/", "recommendations/", 8),

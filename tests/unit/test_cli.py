@@ -35,9 +35,15 @@ def test_bad_config_prints_headline_without_traceback(capsys: pytest.CaptureFixt
 
 
 def test_unbuilt_command_says_so_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["models"]) == 3
+    # Stages land one issue at a time, so take a stage command that is not built on this checkout.
+    unbuilt = [
+        s for s in STAGES if s.impl is None and s.name in ("generate", "train", "evaluate", "index", "recommend")
+    ]
+    if not unbuilt:
+        pytest.skip("every stage that has its own command is built")
+    assert main([unbuilt[0].name]) == 3
     err = capsys.readouterr().err
-    assert "Not built yet" in err and "issue #7" in err
+    assert "Not built yet" in err and f"issue #{unbuilt[0].issue}" in err
 
 
 def test_console_script_is_installed() -> None:

@@ -1,0 +1,43 @@
+"""Model registry, validation gate and promotion (issue #7).
+
+* :mod:`~sparktf.registry.gate`: the pure gate, metrics + thresholds -> :class:`GateReport`.
+* :mod:`~sparktf.registry.registry`: versions, tags, aliases and artifacts in MLflow.
+* :mod:`~sparktf.registry.lock`: the promotion lock (MLflow has no compare-and-set).
+* :mod:`~sparktf.registry.promote`: promotion with its safety checks, and rollback.
+* :mod:`~sparktf.registry.load`: :func:`sparktf.load_model`.
+* :mod:`~sparktf.registry.stages`: the pipeline's ``register`` stage and the CLI commands.
+
+Names are resolved on first use, so importing this package loads no MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Check": "gate",
+    "GateReport": "gate",
+    "ModelMetrics": "gate",
+    "as_model_metrics": "gate",
+    "evaluate_gate": "gate",
+    "ModelRegistry": "registry",
+    "VersionInfo": "registry",
+    "PromotionLock": "lock",
+    "PromotionResult": "promote",
+    "RollbackResult": "promote",
+    "promote": "promote",
+    "rollback": "promote",
+    "verify_champion": "promote",
+    "LoadedModel": "load",
+    "load_model": "load",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sparktf.registry' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"sparktf.registry.{module}"), name)
