@@ -591,6 +591,26 @@ def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.n
     return buf[idx], offsets
 
 
+def _gather_binary(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """``buf[starts[i]:ends[i]]`` as a LargeBinaryArray.
+
+    When the spans run forward through the buffer (one column's values do), the
+    buffer itself, cut at every start and end, is a binary array whose even
+    elements are the spans; one ``take`` copies them with memcpy.
+    """
+    k = starts.size
+    if k and bool((starts[1:] >= ends[:-1]).all()):
+        cuts = np.empty(2 * k, np.int64)
+        cuts[0::2] = starts
+        cuts[1::2] = ends
+        whole = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), 2 * k - 1, [None, pa.py_buffer(cuts), pa.py_buffer(buf)]
+        )
+        return whole.take(pa.array(np.arange(0, 2 * k, 2, dtype=np.int64)))
+    data, offs = _gather(buf, starts, ends)
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), k, [None, pa.py_buffer(offs), pa.py_buffer(data)])
+
+
 @dataclass
 class _FeatureValues:
     """The values of a set of Feature messages.
@@ -607,49 +627,205 @@ class _FeatureValues:
     floats: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     bytes_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     bytes_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    kind_owner: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def by_column(self, column_of_feature: np.ndarray, ncols: int) -> list[dict[int, np.ndarray]]:
+        """For each column, the indices of its values within each kind's value arrays.
+
+        One stable radix sort per kind, instead of a pass over all values per column.
+        """
+        out: list[dict[int, np.ndarray]] = [{} for _ in range(ncols)]
+        for kind, owner in self.kind_owner.items():
+            col = column_of_feature[owner].astype(np.int16)
+            order = np.argsort(col, kind="stable")
+            bounds = np.searchsorted(col[order], np.arange(ncols + 1))
+            for c in range(ncols):
+                out[c][kind] = order[bounds[c] : bounds[c + 1]]
+        return out
+
+
+_BIG = np.uint64(1 << 40)  # no record is this long; larger lengths are corrupt
+
+
+def _ld_at(buf: np.ndarray, pos: np.ndarray, tag: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A length-delimited field with a one-byte tag at every ``pos``: ``(ok, start, end)`` of its payload.
+
+    ``tag=None`` accepts any tag byte (the caller checks it).
+    """
+    ok = buf[pos] == tag if tag is not None else np.ones(pos.size, dtype=bool)
+    b = buf[pos + 1]
+    length = b.astype(np.int64)
+    nb = np.ones(pos.size, np.int64)
+    multi = np.flatnonzero(b >= 0x80)
+    if multi.size:
+        v, n2, ok2 = _read_varints(buf, pos[multi] + 1)
+        sane = ok2 & (v < _BIG)
+        ok[multi] &= sane
+        length[multi] = np.where(sane, v, _U64(0)).astype(np.int64)
+        nb[multi] = n2
+    start = pos + 1 + nb
+    return ok, start, start + length
+
+
+def _repeated(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, number: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Occurrences of length-delimited field ``number`` in messages made of nothing else.
+
+    This is the shape of Features, BytesList and FeatureList as every serializer
+    writes them, so it gets a loop with a third of :func:`_parse`'s work per step;
+    messages that turn out to hold anything else go through :func:`_parse`.
+
+    Returns:
+        ``(owner, start, end, bad)``: the occurrences in message order, and per
+        message whether it is malformed.
+    """
+    m = starts.size
+    tag = (number << 3) | 2
+    pos = starts.astype(np.int64, copy=True)
+    ends = ends.astype(np.int64, copy=False)
+    slow = np.zeros(m, dtype=bool)
+    active = np.flatnonzero(pos < ends)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    while active.size:
+        lim = ends[active]
+        ok, s, e = _ld_at(buf, pos[active], tag)
+        ok &= e <= lim
+        if not ok.all():
+            slow[active[~ok]] = True
+            active, s, e, lim = active[ok], s[ok], e[ok], lim[ok]
+        parts.append((active, s, e))
+        pos[active] = e
+        active = active[e < lim]
+    counts = np.zeros(m, np.int64)
+    for owners, _, _ in parts:
+        counts[owners] += 1
+    counts[slow] = 0
+    first = np.zeros(m + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    total = int(first[-1])
+    owner, start, end = (np.empty(total, np.int64) for _ in range(3))
+    for t, (owners, s, e) in enumerate(parts):
+        keep = ~slow[owners]
+        at = first[owners[keep]] + t
+        owner[at], start[at], end[at] = owners[keep], s[keep], e[keep]
+    bad = np.zeros(m, dtype=bool)
+    if slow.any():
+        idx = np.flatnonzero(slow)
+        g = _parse(buf, starts[idx], ends[idx])
+        bad[idx[g.bad]] = True
+        mine = g.number == number
+        bad[idx[g.owner[mine & (g.wire != 2)]]] = True
+        sel = mine & (g.wire == 2)
+        owner = np.concatenate([owner, idx[g.owner[sel]]])
+        start = np.concatenate([start, g.start[sel]])
+        end = np.concatenate([end, g.end[sel]])
+        order = np.argsort(owner, kind="stable")
+        owner, start, end = owner[order], start[order], end[order]
+    return owner, start, end, bad
+
+
+def _feature_lists(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each Feature's kind and the spans of its list message(s): ``(kind, owner, start, end, bad)``."""
+    m = starts.size
+    empty = starts >= ends
+    tag = buf[np.where(empty, 0, starts)]
+    ok = ~empty & ((tag == 0x0A) | (tag == 0x12) | (tag == 0x1A))
+    ok_ld, ls, le = _ld_at(buf, np.where(ok, starts, 0), None)
+    ok &= ok_ld & (le == ends)
+    kind = np.where(ok, tag >> 3, 0).astype(np.int64)
+    owner = np.flatnonzero(ok)
+    ls, le = ls[ok], le[ok]
+    bad = np.zeros(m, dtype=bool)
+    slow = np.flatnonzero(~ok & ~empty)
+    if slow.size:
+        f = _parse(buf, starts[slow], ends[slow])
+        bad[slow[f.bad]] = True
+        is_kind = (f.number >= 1) & (f.number <= 3)
+        bad[slow[f.owner[is_kind & (f.wire != 2)]]] = True
+        f = f.select(is_kind & (f.wire == 2))
+        last = _last_per_owner(f.owner)
+        kind[slow[f.owner[last]]] = f.number[last]
+        # oneof: the kind parsed last wins; repeated occurrences of it merge (lists concatenate).
+        f = f.select(f.number == kind[slow[f.owner]])
+        owner = np.concatenate([owner, slow[f.owner]])
+        ls = np.concatenate([ls, f.start])
+        le = np.concatenate([le, f.end])
+        order = np.argsort(owner, kind="stable")
+        owner, ls, le = owner[order], ls[order], le[order]
+    return kind, owner, ls, le, bad
+
+
+def _list_items(
+    buf: np.ndarray, owner: np.ndarray, ls: np.ndarray, le: np.ndarray, kind: np.ndarray, bad: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The value spans of list messages: a bytes element, a packed run, or one unpacked scalar.
+
+    Returns ``(feature, start, end)`` in feature order; marks ``bad`` features.
+    """
+    list_kind = kind[owner]
+    is_bytes = list_kind == KIND_BYTES
+    b_idx = np.flatnonzero(is_bytes)
+    eo, es, ee, ebad = _repeated(buf, ls[b_idx], le[b_idx], 1)
+    bad[owner[b_idx[ebad]]] = True
+    feats = [owner[b_idx[eo]]]
+    starts, ends = [es], [ee]
+    n_idx = np.flatnonzero(~is_bytes & (ls < le))
+    ok, ps, pe = _ld_at(buf, ls[n_idx], 0x0A)
+    ok &= pe == le[n_idx]
+    feats.append(owner[n_idx[ok]])
+    starts.append(ps[ok])
+    ends.append(pe[ok])
+    slow = n_idx[~ok]
+    if slow.size:
+        items = _parse(buf, ls[slow], le[slow])
+        item_feature = owner[slow[items.owner]]
+        bad[owner[slow[items.bad]]] = True
+        item_kind = kind[item_feature]
+        first = items.number == 1
+        allowed = (items.wire == 2) | ((item_kind == KIND_FLOAT) & (items.wire == 5))
+        allowed |= (item_kind == KIND_INT64) & (items.wire == 0)
+        bad[item_feature[first & ~allowed]] = True
+        take = first & allowed
+        feats.append(item_feature[take])
+        starts.append(items.start[take])
+        ends.append(items.end[take])
+    feature, start, end = np.concatenate(feats), np.concatenate(starts), np.concatenate(ends)
+    if len(feats) > 1:
+        order = np.argsort(feature, kind="stable")
+        feature, start, end = feature[order], start[order], end[order]
+    return feature, start, end
 
 
 def _decode_features(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> _FeatureValues:
     m = starts.size
-    f = _parse(buf, starts, ends)
-    bad = f.bad.copy()
-    is_kind = (f.number >= 1) & (f.number <= 3)
-    bad[f.owner[is_kind & (f.wire != 2)]] = True
-    f = f.select(is_kind & (f.wire == 2))
-    kind = np.zeros(m, np.int64)
-    last = _last_per_owner(f.owner)
-    kind[f.owner[last]] = f.number[last]
-    # oneof: the kind parsed last wins; repeated occurrences of it merge (lists concatenate).
-    lists = f.select(f.number == kind[f.owner])
-    items = _parse(buf, lists.start, lists.end)
-    bad[lists.owner[items.bad]] = True
-    item_feature = lists.owner[items.owner]
+    kind, owner, ls, le, bad = _feature_lists(buf, starts, ends)
+    item_feature, item_start, item_end = _list_items(buf, owner, ls, le, kind, bad)
     item_kind = kind[item_feature]
-    first = items.number == 1
-    allowed = np.where(item_kind == KIND_BYTES, items.wire == 2, items.wire == 2)
-    allowed |= (item_kind == KIND_FLOAT) & (items.wire == 5)
-    allowed |= (item_kind == KIND_INT64) & (items.wire == 0)
-    bad[item_feature[first & ~allowed]] = True
     out = _FeatureValues(kind, np.zeros(m, np.int64), bad)
-    take = first & allowed & ~bad[item_feature]
+    take = ~bad[item_feature]
     bytes_items = take & (item_kind == KIND_BYTES)
     float_items = take & (item_kind == KIND_FLOAT)
     int_items = take & (item_kind == KIND_INT64)
     owners = []
     if bytes_items.any():
-        out.bytes_start = items.start[bytes_items]
-        out.bytes_end = items.end[bytes_items]
+        out.bytes_start = item_start[bytes_items]
+        out.bytes_end = item_end[bytes_items]
         owners.append(item_feature[bytes_items])
+        out.kind_owner[KIND_BYTES] = owners[-1]
     if float_items.any():
-        s, e, fi = items.start[float_items], items.end[float_items], item_feature[float_items]
+        s, e, fi = item_start[float_items], item_end[float_items], item_feature[float_items]
         ragged = (e - s) % 4 != 0
         bad[fi[ragged]] = True
         s, e, fi = s[~ragged], e[~ragged], fi[~ragged]
         data, _ = _gather(buf, s, e)
         out.floats = data.view("<f4")
         owners.append(np.repeat(fi, (e - s) // 4))
+        out.kind_owner[KIND_FLOAT] = owners[-1]
     if int_items.any():
-        s, e, fi = items.start[int_items], items.end[int_items], item_feature[int_items]
+        s, e, fi = item_start[int_items], item_end[int_items], item_feature[int_items]
         # A span cut inside a varint would run into the next span's first value.
         cut = (e > s) & (buf[np.maximum(e - 1, 0)] >= 0x80)
         bad[fi[cut]] = True
@@ -658,6 +834,7 @@ def _decode_features(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> _
         values, vends = varint_decode(data)
         out.ints = values
         owners.append(fi[np.searchsorted(offs, vends, side="left") - 1])
+        out.kind_owner[KIND_INT64] = owners[-1]
     if owners:
         # Features are disjoint by kind, so merging the per-kind owners keeps feature order per kind.
         out.owner = np.concatenate(owners)
@@ -700,38 +877,53 @@ def _entries(
     buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, owner: np.ndarray, problems: _Problems, what: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The entries of ``map<string, V>`` messages: ``(record, key_start, key_end, value_start, value_end, has_value)``."""
-    maps = _parse(buf, starts, ends)
-    problems.flag(owner[np.flatnonzero(maps.bad)], f"malformed protobuf in {what}")
-    is_entry = maps.number == 1
-    problems.flag(owner[maps.owner[is_entry & (maps.wire != 2)]], f"malformed protobuf in {what}")
-    entries = maps.select(is_entry & (maps.wire == 2))
-    rec = owner[entries.owner]
-    inner = _parse(buf, entries.start, entries.end)
-    problems.flag(rec[np.flatnonzero(inner.bad)], f"malformed map entry in {what}")
-    k = entries.start.size
-    ks = np.zeros(k, np.int64)
-    ke = np.zeros(k, np.int64)
-    vs = np.zeros(k, np.int64)
-    ve = np.zeros(k, np.int64)
-    has_value = np.zeros(k, dtype=bool)
-    for number, s_out, e_out in ((1, ks, ke), (2, vs, ve)):
-        sel = inner.select((inner.number == number) & (inner.wire == 2))
-        last = _last_per_owner(sel.owner)
-        s_out[sel.owner[last]] = sel.start[last]
-        e_out[sel.owner[last]] = sel.end[last]
-        if number == 2:
-            has_value[sel.owner[last]] = True
+    eo, es, ee, ebad = _repeated(buf, starts, ends, 1)
+    problems.flag(owner[np.flatnonzero(ebad)], f"malformed protobuf in {what}")
+    rec = owner[eo]
+    # Nearly every entry is exactly ``0x0A key 0x12 value``; the rest are parsed in full.
+    ok, ks, ke = _ld_at(buf, es, 0x0A)
+    ok &= ke < ee
+    ok_v, vs, ve = _ld_at(buf, np.where(ok, ke, es), 0x12)
+    ok &= ok_v & (ve == ee)
+    has_value = ok.copy()
+    slow = np.flatnonzero(~ok)
+    if slow.size:
+        inner = _parse(buf, es[slow], ee[slow])
+        problems.flag(rec[slow[inner.bad]], f"malformed map entry in {what}")
+        for number, s_out, e_out in ((1, ks, ke), (2, vs, ve)):
+            s_out[slow] = 0
+            e_out[slow] = 0
+            sel = inner.select((inner.number == number) & (inner.wire == 2))
+            last = _last_per_owner(sel.owner)
+            s_out[slow[sel.owner[last]]] = sel.start[last]
+            e_out[slow[sel.owner[last]]] = sel.end[last]
+            if number == 2:
+                has_value[slow[sel.owner[last]]] = True
     return rec, ks, ke, vs, ve, has_value
 
 
 def _match_keys(buf: np.ndarray, ks: np.ndarray, ke: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """Column index of each key (-1: not a requested column)."""
+    """Column index of each key (-1: not a requested column).
+
+    Keys of up to 16 bytes (nearly all) are compared as two uint64 words, all keys
+    against one name per step; longer ones byte by byte.
+    """
     col = np.full(ks.size, -1, np.int64)
     lengths = ke - ks
+    window = buf[ks[:, None] + np.arange(16)] if ks.size else np.zeros((0, 16), np.uint8)
+    window[np.arange(16)[None, :] >= lengths[:, None]] = 0
+    words = np.ascontiguousarray(window).view("<u8").reshape(-1, 2)
     for c, name in enumerate(names):
         key = np.frombuffer(name.encode("utf-8"), np.uint8)
+        if key.size <= 16:
+            padded = np.zeros(16, np.uint8)
+            padded[: key.size] = key
+            w = padded.view("<u8")
+            hit = (lengths == key.size) & (words[:, 0] == w[0]) & (words[:, 1] == w[1]) & (col < 0)
+            col[hit] = c
+            continue
         cand = np.flatnonzero((lengths == key.size) & (col < 0))
-        if cand.size and key.size:
+        if cand.size:
             cand = cand[(buf[ks[cand][:, None] + np.arange(key.size)] == key).all(axis=1)]
         col[cand] = c
     return col
@@ -769,10 +961,17 @@ class _ColumnBuilder:
         self.problems.flag(records, f"feature {self.spec.name!r} {what}")
 
     def leaf_values(
-        self, vals: _FeatureValues, features: np.ndarray, owner_rec: np.ndarray
+        self,
+        vals: _FeatureValues,
+        features: np.ndarray,
+        owner_rec: np.ndarray,
+        value_idx: dict[int, np.ndarray] | None = None,
     ) -> tuple[pa.Array, np.ndarray]:
         """Values of ``features`` (indices into ``vals``) as one flat Arrow array of the leaf type,
-        and the per-feature counts. Kind mismatches are flagged on ``owner_rec``."""
+        and the per-feature counts. Kind mismatches are flagged on ``owner_rec``.
+
+        ``value_idx`` selects this column's values per kind (default: all of them).
+        """
         spec = self.spec
         kind = vals.kind[features]
         count = vals.count[features]
@@ -782,32 +981,19 @@ class _ColumnBuilder:
             self._flag(
                 owner_rec[mismatch], f"is {KIND_NAMES[int(kind[first])]} but the column needs {KIND_NAMES[spec.kind]}"
             )
-        use = np.zeros(vals.kind.size, dtype=bool)
-        use[features[~mismatch]] = True
-        count = np.where(mismatch, 0, count)
+            count = np.where(mismatch, 0, count)
         leaf = _leaf_type(spec)
-        # Values are grouped by kind, and within a kind in feature order; features are
-        # numbered in record order, so no reordering is needed.
-        pick = use[vals.owner] if vals.owner.size else np.zeros(0, dtype=bool)
+        # A mismatched feature's values sit in another kind's arrays, so selecting by
+        # kind leaves them out; features are numbered in record order, so is the result.
+        idx: Any = slice(None) if value_idx is None else value_idx.get(spec.kind, np.zeros(0, np.int64))
         if spec.kind == KIND_BYTES:
-            kind_mask = vals.kind[vals.owner] == KIND_BYTES if vals.owner.size else pick
-            sel = pick[kind_mask] if pick.size else pick
-            s = vals.bytes_start[sel]
-            e = vals.bytes_end[sel]
-            data, offs = _gather(self.buf, s, e)
-            arr: pa.Array = pa.LargeBinaryArray.from_buffers(
-                pa.large_binary(), s.size, [None, pa.py_buffer(offs), pa.py_buffer(data)]
-            )
+            arr = _gather_binary(self.buf, vals.bytes_start[idx], vals.bytes_end[idx])
             if pa.types.is_string(leaf) or pa.types.is_large_string(leaf):
                 arr = self._to_string(arr, np.repeat(owner_rec, count))
             return arr.cast(leaf), count
         if spec.kind == KIND_FLOAT:
-            kind_mask = vals.kind[vals.owner] == KIND_FLOAT
-            floats = vals.floats[pick[kind_mask]]
-            return self._cast_floats(floats, leaf), count
-        kind_mask = vals.kind[vals.owner] == KIND_INT64
-        ints = vals.ints[pick[kind_mask]]
-        return self._cast_ints(ints, leaf, np.repeat(owner_rec, count)), count
+            return self._cast_floats(vals.floats[idx], leaf), count
+        return self._cast_ints(vals.ints[idx], leaf, np.repeat(owner_rec, count)), count
 
     def _to_string(self, arr: pa.Array, value_rec: np.ndarray) -> pa.Array:
         try:
@@ -917,8 +1103,9 @@ def decode_examples(
         if number == 1:
             vals = _decode_features(data, vs, ve)
             problems.flag(rec[np.flatnonzero(vals.bad)], "malformed protobuf in a Feature")
+            per_column = vals.by_column(col, len(group))
             for c, spec in enumerate(group):
-                columns[spec.name] = _feature_column(data, spec, n, rec, col == c, vals, problems)
+                columns[spec.name] = _feature_column(data, spec, n, rec, col == c, vals, problems, per_column[c])
         else:
             for c, spec in enumerate(group):
                 columns[spec.name] = _feature_list_column(
@@ -935,11 +1122,12 @@ def _feature_column(
     mine: np.ndarray,
     vals: _FeatureValues,
     problems: _Problems,
+    value_idx: dict[int, np.ndarray],
 ) -> pa.Array:
     features = np.flatnonzero(mine)
     owner_rec = rec[features]
     builder = _ColumnBuilder(buf, spec, problems)
-    values, count = builder.leaf_values(vals, features, owner_rec)
+    values, count = builder.leaf_values(vals, features, owner_rec, value_idx)
     if spec.depth == 0 and not spec.vector:
         multi = count > 1
         if multi.any():
@@ -992,16 +1180,15 @@ def _vectors(offsets: np.ndarray, values: pa.Array, valid: np.ndarray, t: pa.Dat
 def _feature_list_column(
     buf: np.ndarray, spec: FeatureSpec, n: int, rec: np.ndarray, vs: np.ndarray, ve: np.ndarray, problems: _Problems
 ) -> pa.Array:
-    lists = _parse(buf, vs, ve)
-    problems.flag(rec[np.flatnonzero(lists.bad)], f"malformed FeatureList {spec.name!r}")
-    feats = lists.select((lists.number == 1) & (lists.wire == 2))
-    frec = rec[feats.owner]
-    vals = _decode_features(buf, feats.start, feats.end)
+    fo, fs, fe, fbad = _repeated(buf, vs, ve, 1)
+    problems.flag(rec[np.flatnonzero(fbad)], f"malformed FeatureList {spec.name!r}")
+    frec = rec[fo]
+    vals = _decode_features(buf, fs, fe)
     problems.flag(frec[np.flatnonzero(vals.bad)], f"malformed Feature in FeatureList {spec.name!r}")
     inner_t = spec.arrow_type.value_type
     inner_spec = FeatureSpec(spec.name, spec.kind, 1, inner_t)
     builder = _ColumnBuilder(buf, inner_spec, problems)
-    features = np.arange(feats.start.size)
+    features = np.arange(fs.size)
     values, count = builder.leaf_values(vals, features, frec)
     inner_offsets = np.zeros(features.size + 1, np.int64)
     np.cumsum(count, out=inner_offsets[1:])
@@ -1042,14 +1229,13 @@ def observe_features(
             kinds, counts = vals.kind, vals.count
             depth = 1
         else:
-            lists = _parse(data, vs, ve)
-            feats = lists.select((lists.number == 1) & (lists.wire == 2))
-            vals = _decode_features(data, feats.start, feats.end)
+            fo, fs, fe, _ = _repeated(data, vs, ve, 1)
+            vals = _decode_features(data, fs, fe)
             kinds = np.zeros(vs.size, np.int64)
             counts = np.zeros(vs.size, np.int64)
-            if feats.owner.size:
-                np.maximum.at(kinds, feats.owner, vals.kind)
-                np.maximum.at(counts, feats.owner, vals.count)
+            if fo.size:
+                np.maximum.at(kinds, fo, vals.kind)
+                np.maximum.at(counts, fo, vals.count)
             depth = 2
         keys = [data[a:b].tobytes() for a, b in zip(ks.tolist(), ke.tolist(), strict=True)]
         for key, k, c, r in zip(keys, kinds.tolist(), counts.tolist(), rec.tolist(), strict=True):
