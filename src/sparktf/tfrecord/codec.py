@@ -704,7 +704,9 @@ def _repeated(
     first = np.zeros(m + 1, np.int64)
     np.cumsum(counts, out=first[1:])
     total = int(first[-1])
-    owner, start, end = (np.empty(total, np.int64) for _ in range(3))
+    owner: np.ndarray = np.empty(total, np.int64)
+    start: np.ndarray = np.empty(total, np.int64)
+    end: np.ndarray = np.empty(total, np.int64)
     for t, (owners, s, e) in enumerate(parts):
         keep = ~slow[owners]
         at = first[owners[keep]] + t
