@@ -366,7 +366,15 @@ class TFRecordConfig(_Section):
 
 @dataclass(frozen=True)
 class TrainConfig(_Section):
-    """Models and distributed training."""
+    """Models and distributed training.
+
+    Attributes (the launcher's, see :class:`sparktf.distributed.SparkRunner`):
+        num_workers: TF workers, one Spark barrier task (slot) each; 0 trains in the driver process.
+        use_gpu: give each worker the GPUs of its task (``spark.task.resource.gpu.amount``).
+        max_restarts: relaunches of all workers after one is lost or killed.
+        backup_every_steps: training-state backup frequency in steps; 0 backs up every epoch.
+        launch_timeout_s: how long to wait for free task slots and for every worker to start.
+    """
 
     _section: typing.ClassVar[str] = "train"
 
@@ -374,6 +382,8 @@ class TrainConfig(_Section):
     num_workers: int = 2
     use_gpu: bool = False
     max_restarts: int = 2
+    backup_every_steps: int = 0
+    launch_timeout_s: float = 120.0
     epochs: int = 10
     batch_size: int = 512
     learning_rate: float = 0.005
@@ -387,6 +397,10 @@ class TrainConfig(_Section):
         self._require("models", len(self.models) > 0, "at least one of 'sequential', 'two_tower'")
         self._require("num_workers", 0 <= self.num_workers <= 1024, "0 (in-process) up to 1024")
         self._require("max_restarts", self.max_restarts >= 0, "0 or more")
+        self._require(
+            "backup_every_steps", self.backup_every_steps >= 0, "0 (back up every epoch) or a positive step count"
+        )
+        self._require("launch_timeout_s", 0.0 < self.launch_timeout_s <= 86_400.0, "seconds in (0, 86400]")
         self._require("epochs", self.epochs >= 1, "a positive integer")
         self._require("batch_size", 1 <= self.batch_size <= 1_000_000, "between 1 and 1,000,000")
         self._require("learning_rate", 0.0 < self.learning_rate < 10.0, "a number in (0, 10)")
