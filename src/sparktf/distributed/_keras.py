@@ -1,0 +1,87 @@
+"""The Keras callback classes behind :mod:`sparktf.distributed.checkpoints`.
+
+Kept apart because defining them imports TensorFlow; ``checkpoints`` imports
+this module only when a callback is actually built, inside a TF worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from sparktf.tfenv import import_tensorflow
+
+tf: Any = import_tensorflow()
+
+
+class ChiefBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
+    """tf-keras's ``BackupAndRestore`` with the non-chief copies on local scratch.
+
+    tf-keras already has every worker *restore* from the chief's backup and has
+    non-chief workers *write* a throw-away copy (the write must happen on every
+    worker, because saving reads variables through all-reduce). But it puts those
+    copies in ``<backup_dir>/workertemp_<rank>``, on the shared storage, so each
+    backup costs N full model writes there. This subclass sends them to the
+    worker's local scratch directory instead; the chief's writes, the reads and
+    the collectives are unchanged.
+    """
+
+    def __init__(self, backup_dir: str, *, scratch_dir: str, save_freq: int | str) -> None:
+        # The backup outlives `fit`: a worker lost after `fit` (while saving the model) must not
+        # restart training from scratch. The launcher removes it once every worker has finished.
+        super().__init__(backup_dir=backup_dir, save_freq=save_freq, delete_checkpoint=False)
+        self._scratch_dir = scratch_dir
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        state = self._training_state
+        if state.write_checkpoint_manager is state.read_checkpoint_manager or not self._scratch_dir:
+            return
+        shared_temp = state.write_checkpoint_manager.directory
+        strategy = self.model.distribute_strategy
+        # Same "workertemp_<id>" leaf tf-keras uses, so its own clean-up after each save removes it.
+        local_temp = os.path.join(self._scratch_dir, "backup", f"workertemp_{strategy.extended._task_id}")
+        tf.io.gfile.makedirs(local_temp)
+        state.write_checkpoint_manager = tf.train.CheckpointManager(
+            state.read_checkpoint_manager.checkpoint, directory=local_temp, max_to_keep=1
+        )
+        # tf-keras created the shared temp dir in its constructor; nothing will ever be written there now.
+        if tf.io.gfile.exists(shared_temp):
+            tf.io.gfile.rmtree(shared_temp)
+
+
+class EpochHistory(tf.keras.callbacks.Callback):
+    """Writes each epoch's logs to ``path`` (chief only), so a restarted run keeps the epochs before the restart.
+
+    Keras's own ``History`` lives in the worker process and dies with it; after a
+    restart ``fit`` resumes at the backed-up epoch and its ``History`` starts
+    there. The launcher merges these per-attempt files into one history.
+    Writing needs no collective (the logs are plain numbers by now), so only the
+    chief writes while every worker carries the callback.
+    """
+
+    def __init__(self, path: str, *, is_chief: bool) -> None:
+        super().__init__()
+        self._path = path
+        self._is_chief = is_chief
+        self._records: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self._is_chief:
+            return
+        clean = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+        self._records = [r for r in self._records if r["epoch"] != epoch] + [{"epoch": int(epoch), "logs": clean}]
+        tf.io.gfile.makedirs(os.path.dirname(self._path))
+        tmp = self._path + ".tmp"
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(json.dumps(self._records))
+        tf.io.gfile.rename(tmp, self._path, overwrite=True)
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True

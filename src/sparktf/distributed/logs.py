@@ -1,0 +1,290 @@
+"""Worker output streamed to the driver as it happens, and failures reported first-hand.
+
+Spark keeps a task's output in the executor's stderr log, which users find
+only after the fact, if at all (tensorflow/ecosystem has no streaming; it is
+TorchDistributor's most useful addition). Here each Spark task connects to a
+small TCP server on the driver and sends, as JSON lines:
+
+* ``hello``: its rank, attempt and host, with the run's token;
+* ``line``: every line its TensorFlow process prints, as it prints it;
+* ``failure``: a :class:`~sparktf.distributed.result.WorkerFailure` when that
+  process stops abnormally, carrying the worker's own traceback.
+
+The driver prints the lines prefixed ``[worker N]`` and keeps the failures per
+attempt, in arrival order, so the launcher can name the first worker that
+failed instead of the py4j/gRPC cascade Spark raises afterwards. The driver
+may answer ``abort`` on a connection to make that task stop its TF process at
+once when another worker has failed.
+
+The channel is plain TCP authenticated by a random per-run token; it carries
+log text only, never code or pickles. If a task cannot reach the driver it
+still trains, and its output stays in the executor log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hmac
+import json
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparktf.distributed.result import WorkerFailure
+
+__all__ = ["AttemptLog", "LogClient", "LogServer", "print_line", "worker_prefix"]
+
+MAX_LINE = 8192
+_print_lock = threading.Lock()
+
+
+def print_line(line: str) -> None:
+    """Default sink: one line to the driver's stdout (looked up per call, so redirection works)."""
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def worker_prefix(rank: int, attempt: int) -> str:
+    return f"[worker {rank}]" if attempt <= 1 else f"[worker {rank}, attempt {attempt}]"
+
+
+@dataclass
+class AttemptLog:
+    """What the driver heard from the workers of one attempt (guarded by the server's lock)."""
+
+    hosts: dict[int, str] = field(default_factory=dict)
+    failures: list[WorkerFailure] = field(default_factory=list)
+    open_connections: int = 0
+    connections: list[socket.socket] = field(default_factory=list)
+
+
+class LogServer:
+    """The driver's end: accepts task connections, prints their lines, records failures.
+
+    Args:
+        sink: receives each prefixed line (default: the driver's stdout).
+        bind_host: interface to listen on.
+        advertise_host: the address tasks connect to (``spark.driver.host``).
+    """
+
+    def __init__(
+        self,
+        *,
+        advertise_host: str,
+        bind_host: str = "0.0.0.0",  # noqa: S104 - executors on other hosts must reach it
+        sink: Callable[[str], None] | None = None,
+    ) -> None:
+        self.sink = sink or print_line
+        self.token = _token()
+        self._cond = threading.Condition()
+        self._attempts: dict[int, AttemptLog] = {}
+        self._closed = False
+        family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((bind_host, 0))
+        self._sock.listen(64)
+        self.address = (advertise_host, int(self._sock.getsockname()[1]))
+        self._thread = threading.Thread(target=self._accept_loop, name="sparktf-log-server", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- queries
+
+    def attempt(self, attempt: int) -> AttemptLog:
+        with self._cond:
+            return self._attempts.setdefault(attempt, AttemptLog())
+
+    def started(self, attempt: int) -> int:
+        """How many workers of ``attempt`` have said hello."""
+        with self._cond:
+            return len(self.attempt(attempt).hosts)
+
+    def failures(self, attempt: int) -> list[WorkerFailure]:
+        with self._cond:
+            return list(self.attempt(attempt).failures)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``predicate()`` (called under the lock) holds or ``timeout`` passes."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+    def wait_closed(self, attempt: int, timeout: float) -> bool:
+        """Wait until every task of ``attempt`` has hung up (its TF process is gone)."""
+        log = self.attempt(attempt)
+        return self.wait(lambda: log.open_connections == 0, timeout)
+
+    def abort(self, attempt: int) -> None:
+        """Ask every task of ``attempt`` still connected to stop its TF process now."""
+        with self._cond:
+            conns = list(self.attempt(attempt).connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.sendall(b"abort\n")
+
+    def add_failure(self, failure: WorkerFailure) -> None:
+        with self._cond:
+            self.attempt(failure.attempt).failures.append(failure)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    # ---------------------------------------------------------------- serving
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), name="sparktf-log-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        attempt_no: int | None = None
+        try:
+            stream = conn.makefile("r", encoding="utf-8", errors="replace", newline="\n")
+            hello = _decode(stream.readline())
+            if hello.get("t") != "hello" or not hmac.compare_digest(str(hello.get("token", "")), self.token):
+                return
+            rank, attempt_no, host = int(hello["rank"]), int(hello["attempt"]), str(hello.get("host", ""))
+            prefix = worker_prefix(rank, attempt_no)
+            with self._cond:
+                log = self.attempt(attempt_no)
+                log.hosts[rank] = host
+                log.open_connections += 1
+                log.connections.append(conn)
+                self._cond.notify_all()
+            for raw in stream:
+                msg = _decode(raw)
+                if msg.get("t") == "line":
+                    self.sink(f"{prefix} {msg.get('s', '')}")
+                elif msg.get("t") == "failure":
+                    fields = {f.name for f in dataclasses.fields(WorkerFailure)}
+                    data = {k: v for k, v in msg.get("f", {}).items() if k in fields}
+                    data["tail"] = tuple(data.get("tail", ()))
+                    self.add_failure(WorkerFailure(**data))
+        except (OSError, ValueError, KeyError, TypeError):
+            # A broken or foreign connection: the task's own failure path still reports through Spark.
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+            if attempt_no is not None:
+                with self._cond:
+                    log = self.attempt(attempt_no)
+                    log.open_connections -= 1
+                    if conn in log.connections:
+                        log.connections.remove(conn)
+                    self._cond.notify_all()
+
+
+class LogClient:
+    """A task's end. Every method is safe to call when the driver was unreachable.
+
+    ``echo`` receives the lines only while the driver is unreachable: on a
+    local master the executor's stderr *is* the driver's console, so echoing
+    always would print every line twice.
+    """
+
+    def __init__(self, sock: socket.socket | None, *, echo: Callable[[str], None] | None = None) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._echo = echo
+        self._on_abort: Callable[[], None] | None = None
+        self.aborted = threading.Event()
+        if sock is not None:
+            threading.Thread(target=self._read_loop, name="sparktf-log-client", daemon=True).start()
+
+    @classmethod
+    def connect(
+        cls,
+        address: tuple[str, int],
+        *,
+        token: str,
+        rank: int,
+        attempt: int,
+        host: str,
+        echo: Callable[[str], None] | None = None,
+        timeout: float = 15.0,
+    ) -> LogClient:
+        try:
+            sock = socket.create_connection(address, timeout=timeout)
+            sock.settimeout(None)
+        except OSError as exc:
+            if echo:
+                echo(f"sparktf: cannot stream logs to the driver at {address[0]}:{address[1]} ({exc}); "
+                     "output stays in this executor's log.")  # fmt: skip
+            return cls(None, echo=echo)
+        client = cls(sock, echo=echo)
+        client._send({"t": "hello", "token": token, "rank": rank, "attempt": attempt, "host": host})
+        return client
+
+    def on_abort(self, callback: Callable[[], None]) -> None:
+        self._on_abort = callback
+        if self.aborted.is_set():
+            callback()
+
+    def line(self, text: str) -> None:
+        text = text.rstrip("\n")
+        if len(text) > MAX_LINE:
+            text = text[:MAX_LINE] + f" ... [{len(text) - MAX_LINE} more characters]"
+        if not self._send({"t": "line", "s": text}) and self._echo:
+            self._echo(text)
+
+    def failure(self, failure: WorkerFailure) -> bool:
+        """Report a failure; False when the driver did not get it (then it must travel another way)."""
+        return self._send({"t": "failure", "f": dataclasses.asdict(failure)})
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+    def _send(self, msg: dict[str, Any]) -> bool:
+        """Send one message; False when the driver is not (or no longer) listening."""
+        data = (json.dumps(msg) + "\n").encode("utf-8")
+        with self._lock:
+            if self._sock is None:
+                return False
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                self._sock = None
+                return False
+            return True
+
+    def _read_loop(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            for raw in sock.makefile("r", encoding="utf-8", errors="replace"):
+                if raw.strip() == "abort":
+                    self.aborted.set()
+                    if self._on_abort:
+                        self._on_abort()
+        except (OSError, ValueError):
+            return
+
+
+def _decode(raw: str) -> dict[str, Any]:
+    if not raw:
+        return {}
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def _token() -> str:
+    import secrets
+
+    return secrets.token_hex(16)
