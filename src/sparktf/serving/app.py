@@ -144,11 +144,19 @@ def create_app(repository: ModelRepository, cfg: ServeConfig, features: FeatureL
             on_batch=metrics.observe_batch,
             in_flight=lambda: state.in_flight,
         )
+        from threadpoolctl import threadpool_limits
+
+        # The index search is a small matrix product per batch, run in parallel with other
+        # batches and TensorFlow's own threads: a multi-threaded BLAS spends more time
+        # handing work between threads than computing (10.7 ms vs 0.7 ms measured for 8
+        # queries over 5,000 items on 2 busy cores).
+        blas = threadpool_limits(limits=1, user_api="blas")
         loop = asyncio.get_running_loop()
         initial = loop.run_in_executor(None, _initial_load, repository, cfg.poll_interval_s)
         try:
             yield
         finally:
+            blas.restore_original_limits()
             repository.stop()
             await asyncio.wait([initial], timeout=60) if not initial.done() else None
             state.batcher.shutdown()

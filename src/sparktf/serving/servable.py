@@ -122,8 +122,3 @@ def _shape(shape: Any) -> tuple[int | None, ...] | None:
     if shape.rank is None:
         return None
     return tuple(None if d is None else int(d) for d in shape.as_list())
-
-
-def servable_error(exc: BaseException) -> ServingError:
-    """A load failure as the error the status endpoint reports."""
-    return exc if isinstance(exc, ServingError) else ServingError(str(exc), status=500)
