@@ -61,6 +61,21 @@ def test_example_roundtrip_with_user_schema(spark: Any, tmp_path: Path) -> None:
     assert sorted(back.collect(), key=str) == sorted(df.collect(), key=str)
 
 
+def test_ml_vectors_are_written_dense_and_read_back(spark: Any, tmp_path: Path) -> None:
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    schema = StructType([StructField("id", LongType()), StructField("v", VectorUDT())])
+    df = spark.createDataFrame(
+        [(1, Vectors.dense([1.0, 2.0])), (2, Vectors.sparse(4, [1, 3], [5.0, 7.0])), (3, None)], schema
+    )
+    out = str(tmp_path / "vec")
+    write_tfrecord(df, out)
+    back = {r.id: r.v for r in spark.read.format("tfrecord").schema(schema).load(out).collect()}
+    assert back == {1: Vectors.dense([1.0, 2.0]), 2: Vectors.dense([0.0, 5.0, 0.0, 7.0]), 3: None}
+    assert spark.read.format("tfrecord").load(out).schema["v"].dataType.simpleString() == "array<float>"
+
+
 def test_inferred_schema_follows_spark_tfrecord_rules(spark: Any, tmp_path: Path) -> None:
     df = spark.createDataFrame(_rows(), ALL_TYPES)
     out = str(tmp_path / "inf")

@@ -38,6 +38,7 @@ __all__ = [
     "decode_examples",
     "encode_examples",
     "observe_features",
+    "padded",
     "varint_decode",
     "varint_encode",
 ]
@@ -1058,12 +1059,23 @@ def _list_array(offsets: np.ndarray, values: pa.Array, valid: np.ndarray, t: pa.
     return arr
 
 
+def padded(buf: bytes | np.ndarray) -> np.ndarray:
+    """``buf`` as uint8 with the zero padding the decoder reads past record ends.
+
+    Decoding several batches of one buffer? Pad it once and pass ``is_padded=True``.
+    """
+    raw = np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray) else buf
+    return np.concatenate([raw, np.zeros(_PAD, np.uint8)])
+
+
 def decode_examples(
     buf: bytes | np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
     specs: Sequence[FeatureSpec],
     record_type: str = "Example",
+    *,
+    is_padded: bool = False,
 ) -> DecodedBatch:
     """Decode serialized Examples (or SequenceExamples) into Arrow columns.
 
@@ -1073,6 +1085,7 @@ def decode_examples(
         specs: the columns to produce; features not named here are skipped.
         record_type: ``Example`` or ``SequenceExample`` (``depth == 2`` specs are read
             from ``feature_lists``, the others from ``context``).
+        is_padded: ``buf`` comes from :func:`padded` (saves a copy per call).
 
     Returns:
         The columns, plus which records were malformed and why. A record is
@@ -1081,8 +1094,7 @@ def decode_examples(
         the column's type (e.g. 2**40 in an int column, bytes that are not UTF-8
         in a string column).
     """
-    raw = np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray) else buf
-    data = np.concatenate([raw, np.zeros(_PAD, np.uint8)])
+    data = buf if is_padded and isinstance(buf, np.ndarray) else padded(buf)
     n = starts.size
     rec_ids = np.arange(n, dtype=np.int64)
     problems = _Problems(n)
@@ -1216,8 +1228,7 @@ def observe_features(
         in first-seen order; ``depth`` is 2 for SequenceExample feature lists.
         Malformed records are skipped (reading reports them).
     """
-    raw = np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray) else buf
-    data = np.concatenate([raw, np.zeros(_PAD, np.uint8)])
+    data = padded(buf)
     n = starts.size
     problems = _Problems(n)
     top = _parse(data, starts.astype(np.int64), ends.astype(np.int64))

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceArrowWriter,
@@ -303,7 +304,8 @@ def read_file(
     """Decode one file into record batches of ``plan.arrow_schema``, applying ``opts.mode``."""
     dropped: list[int] = []
     with _open_records(path) as stream:
-        for buf, spans in fmt.iter_chunks(stream, path):
+        for raw, spans in fmt.iter_chunks(stream, path):
+            buf = codec.padded(raw)  # once per chunk, not per batch
             for lo in range(0, spans.starts.size, opts.batch_size):
                 hi = min(lo + opts.batch_size, spans.starts.size)
                 yield from _decode_batch(buf, spans, lo, hi, path, plan, opts, partition, dropped)
@@ -321,7 +323,7 @@ def read_file(
 
 
 def _decode_batch(
-    buf: bytes,
+    buf: np.ndarray,
     spans: fmt.RecordSpans,
     lo: int,
     hi: int,
@@ -334,14 +336,14 @@ def _decode_batch(
     starts, ends, offsets = spans.starts[lo:hi], spans.ends[lo:hi], spans.record_offsets[lo:hi]
     n = starts.size
     if opts.record_type == "ByteArray":
-        data, offs = codec._gather(np.frombuffer(buf, np.uint8), starts, ends)
+        data, offs = codec._gather(buf, starts, ends)
         columns = [
             pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offs.astype(np.int32)), pa.py_buffer(data)])
         ]
         bad = np.zeros(n, dtype=bool)
         reasons = [""] * n
     else:
-        decoded = codec.decode_examples(buf, starts, ends, plan.specs, opts.record_type)
+        decoded = codec.decode_examples(buf, starts, ends, plan.specs, opts.record_type, is_padded=True)
         columns, bad, reasons = decoded.columns, decoded.bad, decoded.reasons
     crc = spans.bad_data_crc[(spans.bad_data_crc >= lo) & (spans.bad_data_crc < hi)] - lo
     for i in crc.tolist():
@@ -365,6 +367,16 @@ def _decode_batch(
             n = int((~bad).sum())
             bad = np.zeros(n, dtype=bool)
             reasons = [""] * n
+        elif plan.corrupt_index is None:
+            log.warning(
+                "PERMISSIVE: %d corrupt record(s) in %s read as nulls (first at byte offset %d: %s); add a string "
+                "column %r to the schema to see which",
+                int(bad.sum()),
+                path,
+                int(offsets[first]),
+                reasons[first],
+                opts.corrupt_column,
+            )
     yield _assemble(plan, columns, n, partition, bad, reasons, offsets, path)
 
 
@@ -388,7 +400,7 @@ def _assemble(
             col = by_name[f.name]
             if bad_mask is not None:
                 fill = pa.nulls(n, f.type) if f.nullable else pa.array([_default(f.type)] * n, f.type)
-                col = pa.compute.if_else(bad_mask, fill, col)
+                col = pc.if_else(bad_mask, fill, col)
             out.append(col.cast(f.type) if col.type != f.type else col)
         elif f.name in plan.partition_fields:
             out.append(_partition_column(f, partition.get(f.name), n))
