@@ -270,3 +270,18 @@ def test_float_rounding_is_float32() -> None:
     back = _roundtrip(table).column("d").to_pylist()
     assert back[0] == float(np.float32(0.1)) and back[0] != 0.1
     assert back[1] == 0.0 and math.isclose(back[2], float(np.float32(3.4e38)))
+
+
+def test_keys_of_every_length_match_their_columns() -> None:
+    names = [
+        "",
+        "k",
+        "exactly8",
+        "exactly_16_bytes",
+        "exactly_16_byteZ",
+        "a_feature_name_longer_than_16_bytes",
+        "é" * 9,
+    ]
+    table = pa.table({name: pa.array([i, i + 100], pa.int64()) for i, name in enumerate(names)})
+    back = _roundtrip(table)
+    assert back.to_pydict() == table.to_pydict()

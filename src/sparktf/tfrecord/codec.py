@@ -905,6 +905,21 @@ def _entries(
     return rec, ks, ke, vs, ve, has_value
 
 
+_LOW_BYTES = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
+
+
+def _u64_at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The little-endian uint64 at every (unaligned) ``pos``, through eight shifted views of ``buf``."""
+    out = np.empty(pos.size, np.uint64)
+    shift = pos & 7
+    for k in range(8):
+        sel = np.flatnonzero(shift == k)
+        if sel.size:
+            view = np.frombuffer(buf, dtype="<u8", count=(buf.size - k) // 8, offset=k)
+            out[sel] = view[(pos[sel] - k) >> 3]
+    return out
+
+
 def _match_keys(buf: np.ndarray, ks: np.ndarray, ke: np.ndarray, names: Sequence[str]) -> np.ndarray:
     """Column index of each key (-1: not a requested column).
 
@@ -913,16 +928,15 @@ def _match_keys(buf: np.ndarray, ks: np.ndarray, ke: np.ndarray, names: Sequence
     """
     col = np.full(ks.size, -1, np.int64)
     lengths = ke - ks
-    window = buf[ks[:, None] + np.arange(16)] if ks.size else np.zeros((0, 16), np.uint8)
-    window[np.arange(16)[None, :] >= lengths[:, None]] = 0
-    words = np.ascontiguousarray(window).view("<u8").reshape(-1, 2)
+    w0 = _u64_at(buf, ks) & _LOW_BYTES[np.clip(lengths, 0, 8)]
+    w1 = _u64_at(buf, ks + 8) & _LOW_BYTES[np.clip(lengths - 8, 0, 8)]
     for c, name in enumerate(names):
         key = np.frombuffer(name.encode("utf-8"), np.uint8)
         if key.size <= 16:
-            padded = np.zeros(16, np.uint8)
-            padded[: key.size] = key
-            w = padded.view("<u8")
-            hit = (lengths == key.size) & (words[:, 0] == w[0]) & (words[:, 1] == w[1]) & (col < 0)
+            padded_key = np.zeros(16, np.uint8)
+            padded_key[: key.size] = key
+            w = padded_key.view("<u8")
+            hit = (lengths == key.size) & (w0 == w[0]) & (w1 == w[1]) & (col < 0)
             col[hit] = c
             continue
         cand = np.flatnonzero((lengths == key.size) & (col < 0))
