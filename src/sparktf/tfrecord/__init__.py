@@ -2,8 +2,9 @@
 
 Public API (everything heavy is imported on first use):
 
-- :func:`register` -- add ``format("tfrecord")`` to a SparkSession you built yourself
-  (``sparktf.get_spark`` does it for you).
+- :func:`register` -- add ``format("tfrecord")`` to a SparkSession explicitly.
+  ``sparktf.get_spark`` does it, and Spark also finds the source by itself through
+  the ``pyspark_sparktf_tfrecord`` module when its workers run sparktf's Python.
 - :func:`write_tfrecord`, :func:`read_tfrecord` -- DataFrame helpers that also
   cover ``partitionBy`` and every save mode.
 - :func:`tfrecord_dataset` -- a batched ``tf.data.Dataset`` over the files, its

@@ -1,7 +1,10 @@
 """The ``tfrecord`` Spark data source (PySpark's Python Data Source API).
 
-Usage, on any session where :func:`register` has run (``sparktf.get_spark`` does
-it; on a session you built yourself call ``sparktf.tfrecord.register(spark)``)::
+Usage, on any session: ``sparktf.get_spark`` registers the source; on a session you
+built yourself Spark finds it on its own (the ``pyspark_sparktf_tfrecord`` module
+that sparktf installs, see Spark's static registration of Python data sources),
+provided Spark's Python workers run the Python sparktf is installed in; if they do
+not, call ``sparktf.tfrecord.register(spark)``::
 
     df.write.format("tfrecord").option("recordType", "Example").mode("overwrite").save(path)
     spark.read.format("tfrecord").option("recordType", "Example").load(path)
