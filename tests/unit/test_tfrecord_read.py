@@ -1,0 +1,99 @@
+"""Reading one file in each mode, without Spark: what FAILFAST says, what DROPMALFORMED counts."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+from sparktf.errors import CorruptRecordError
+from sparktf.tfrecord import codec
+from sparktf.tfrecord import format as fmt
+from sparktf.tfrecord.datasource import ReadOptions, _plan, read_file
+from sparktf.tfrecord.schema import feature_specs
+
+SCHEMA = StructType([StructField("id", LongType()), StructField("s", StringType())])
+
+
+def _write(path: Path, n: int = 6, *, gz: bool = False) -> fmt.RecordSpans:
+    table = pa.table({"id": pa.array(range(n), pa.int64()), "s": pa.array([f"v{i}" for i in range(n)])})
+    buf, offsets = codec.encode_examples(table, feature_specs(table.schema))
+    data = fmt.frame(buf, offsets).to_pybytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return fmt.split_records(data)
+
+
+def _read(path: Path, mode: str, schema: StructType = SCHEMA) -> list[dict[str, object]]:
+    opts = ReadOptions(path=str(path), mode=mode, batch_size=4)
+    plan = _plan(schema, opts, [])
+    rows: list[dict[str, object]] = []
+    for batch in read_file(str(path), plan, opts, {}):
+        assert batch.schema == plan.arrow_schema
+        rows += batch.to_pylist()
+    return rows
+
+
+def _corrupt(path: Path) -> tuple[int, int]:
+    spans = _write(path)
+    data = bytearray(path.read_bytes())
+    data[int(spans.starts[1]) + 1] ^= 0x55  # record 1: data CRC fails
+    data[int(spans.starts[4]) : int(spans.starts[4]) + 2] = b"\x0a\x7f"  # record 4: broken protobuf
+    # Fix record 4's CRC so only its protobuf is wrong.
+    start, end = int(spans.starts[4]), int(spans.ends[4])
+    data[end : end + 4] = fmt.masked_crc32c(bytes(data[start:end])).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return int(spans.record_offsets[1]), int(spans.record_offsets[4])
+
+
+def test_gzip_and_plain_files_read_the_same(tmp_path: Path) -> None:
+    _write(tmp_path / "a.tfrecord")
+    _write(tmp_path / "b.tfrecord.gz", gz=True)
+    assert _read(tmp_path / "a.tfrecord", "FAILFAST") == _read(tmp_path / "b.tfrecord.gz", "FAILFAST")
+    assert [r["id"] for r in _read(tmp_path / "a.tfrecord", "FAILFAST")] == list(range(6))
+
+
+def test_failfast_names_file_and_offset(tmp_path: Path) -> None:
+    path = tmp_path / "c.tfrecord"
+    crc_offset, _ = _corrupt(path)
+    with pytest.raises(CorruptRecordError, match=rf"{path} at byte offset {crc_offset}: data CRC mismatch"):
+        _read(path, "FAILFAST")
+
+
+def test_dropmalformed_skips_and_logs_count_and_offsets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "d.tfrecord"
+    crc_offset, proto_offset = _corrupt(path)
+    with caplog.at_level(logging.WARNING, logger="sparktf.tfrecord"):
+        rows = _read(path, "DROPMALFORMED")
+    assert [r["id"] for r in rows] == [0, 2, 3, 5]
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"skipped 2 corrupt record(s) in {path}" in message
+    assert f"{crc_offset}, {proto_offset}" in message
+
+
+def test_permissive_keeps_bad_records_as_corrupt_rows(tmp_path: Path) -> None:
+    path = tmp_path / "p.tfrecord"
+    crc_offset, proto_offset = _corrupt(path)
+    schema = StructType([*SCHEMA.fields, StructField("_corrupt_record", StringType())])
+    rows = _read(path, "PERMISSIVE", schema)
+    assert len(rows) == 6
+    bad = {i: r["_corrupt_record"] for i, r in enumerate(rows) if r["_corrupt_record"]}
+    assert sorted(bad) == [1, 4]
+    assert f"byte offset {crc_offset}: data CRC mismatch" in str(bad[1])
+    assert f"byte offset {proto_offset}: malformed" in str(bad[4])
+    assert rows[1]["id"] is None and rows[4]["s"] is None and rows[5]["id"] == 5
+
+
+def test_truncated_tail_is_one_corrupt_row_after_the_good_ones(tmp_path: Path) -> None:
+    path = tmp_path / "t.tfrecord"
+    spans = _write(path)
+    path.write_bytes(path.read_bytes()[:-7])
+    schema = StructType([*SCHEMA.fields, StructField("_corrupt_record", StringType())])
+    rows = _read(path, "PERMISSIVE", schema)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3, 4, None]
+    assert f"byte offset {int(spans.record_offsets[5])}: truncated" in str(rows[-1]["_corrupt_record"])
+    assert np.all([r["_corrupt_record"] is None for r in rows[:-1]])
