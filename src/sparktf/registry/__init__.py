@@ -26,7 +26,7 @@ _EXPORTS = {
     "PromotionLock": "lock",
     "PromotionResult": "promote",
     "RollbackResult": "promote",
-    "promote": "promote",
+    "promote_version": "promote",
     "rollback": "promote",
     "verify_champion": "promote",
     "LoadedModel": "load",

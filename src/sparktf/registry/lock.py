@@ -147,17 +147,24 @@ class PromotionLock:
     # ----------------------------------------------------------------- queue
 
     def _take_ticket(self) -> int:
-        description = f"Promotion lock of {self.name!r} (sparktf). Each version is a ticket; do not use as a model."
-        with self._errors(f"Creating the lock model {self.lock_model!r}", ignore=("RESOURCE_ALREADY_EXISTS",)):
-            self.client.create_registered_model(self.lock_model, description=description)
+        from mlflow.exceptions import MlflowException
+
         self._expires_ms = _now_ms() + self.ttl_ms
+        tags = {OWNER_TAG: self.owner, EXPIRES_TAG: str(self._expires_ms)}
         with self._errors(f"Taking a ticket of {self.lock_model!r}"):
-            mv = self.client.create_model_version(
-                self.lock_model,
-                _TICKET_SOURCE,
-                tags={OWNER_TAG: self.owner, EXPIRES_TAG: str(self._expires_ms)},
-                await_creation_for=0,
-            )
+            try:
+                mv = self.client.create_model_version(self.lock_model, _TICKET_SOURCE, tags=tags, await_creation_for=0)
+            except MlflowException as exc:
+                if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                # The first promotion of this model: create the lock model (another process may too).
+                description = f"Promotion lock of {self.name!r} (sparktf). Each version is a ticket; not a model."
+                try:
+                    self.client.create_registered_model(self.lock_model, description=description)
+                except MlflowException as again:
+                    if getattr(again, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                mv = self.client.create_model_version(self.lock_model, _TICKET_SOURCE, tags=tags, await_creation_for=0)
         return int(str(mv.version))
 
     def tickets(self) -> list[Ticket]:
@@ -233,7 +240,8 @@ class PromotionLock:
                 blockers = [t for t in ahead if not t.expired(now)]
                 if not blockers:
                     self.held = True
-                    self._renew()
+                    if self._expires_ms - _now_ms() < self.ttl_ms / 2:
+                        self._renew()
                     return
                 if time.monotonic() >= deadline:
                     raise RegistryError(

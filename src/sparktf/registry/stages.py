@@ -272,6 +272,19 @@ def gate_table(report: GateReport) -> Table:
     return table
 
 
+def _existing_registry(cfg: Config) -> ModelRegistry:
+    """The registry of a store that exists: opening a missing SQLite file would create an
+    empty store (and the workdir) just to report that nothing is there."""
+    uri = cfg.tracking_uri
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else ""
+    if path and not os.path.exists(path):
+        raise RegistryError(
+            f"There is no MLflow store at {path} ({uri}): nothing was trained or registered in this workdir.",
+            hint="Run `sparktf run` first, or point --workdir / tracking.tracking_uri at the run's store.",
+        )
+    return ModelRegistry.from_config(cfg)
+
+
 def promote_command(cfg: Config, console: Console, *, version: int | None = None, do_rollback: bool = False) -> None:
     """``sparktf promote [--version N] [--rollback]``.
 
@@ -279,7 +292,7 @@ def promote_command(cfg: Config, console: Console, *, version: int | None = None
         ValidationGateError: the candidate failed the gate (exit code 1).
         RegistryError: nothing to promote or roll back, or the registry failed.
     """
-    registry = ModelRegistry.from_config(cfg)
+    registry = _existing_registry(cfg)
     if do_rollback:
         console.print(rollback(registry, cfg.gate).message())
         return
@@ -332,7 +345,7 @@ def models_table(registry: ModelRegistry, metrics: Sequence[str]) -> Table:
 
 def models_command(cfg: Config, console: Console) -> None:
     """``sparktf models``: the table, and a warning when an alias is on a version that did not pass."""
-    registry = ModelRegistry.from_config(cfg)
+    registry = _existing_registry(cfg)
     if not registry.exists():
         raise RegistryError(
             f"Registered model {registry.name!r} does not exist at {cfg.tracking_uri} yet.",
