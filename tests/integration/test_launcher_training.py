@@ -153,6 +153,40 @@ def test_a_chief_only_checkpoint_crashes_plain_mwms_and_the_error_says_why(spark
     assert len(err.value.context["failures"]) == 1
 
 
+def chief_creates_variables_alone() -> dict[str, bool]:
+    """Trains, then builds a second model on the chief only, inside the strategy's scope.
+
+    Creating a variable under MultiWorkerMirroredStrategy broadcasts its initial
+    value to every worker, so the chief waits forever for peers that have already
+    returned: the hang behind "export a plain copy on the chief".
+    """
+    import tensorflow as tf
+
+    from sparktf.distributed import is_chief
+
+    model = tf.keras.Sequential([tf.keras.Input(shape=(2,)), tf.keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(tf.zeros((16, 2)), tf.zeros((16, 1)), epochs=1, verbose=0)
+    if is_chief():
+        copy = tf.keras.Sequential([tf.keras.Input(shape=(2,)), tf.keras.layers.Dense(1)])
+        copy.set_weights(model.get_weights())
+    return {"ok": True}
+
+
+@pytest.mark.slow
+def test_a_worker_stuck_in_a_collective_only_it_runs_is_stopped_with_its_stacks(spark: Any, tmp_path: Path) -> None:
+    with pytest.raises(TrainingFailedError) as err:
+        SparkRunner(spark, log_sink=lambda _: None).run(
+            chief_creates_variables_alone, num_workers=2, max_restarts=2, run_dir=str(tmp_path), finish_timeout_s=5
+        )
+    text = str(err.value)
+    assert text.startswith("Worker 0 (host 127.0.0.1) failed first, in attempt 1: it got stuck: still running")
+    # Its own Python stack, taken while it was blocked inside TensorFlow, shows the line that hangs.
+    assert "chief_creates_variables_alone" in text
+    assert "do not create variables, save, evaluate or predict on the chief alone" in text
+    assert (err.value.context["kind"], len(err.value.context["failures"])) == ("stuck", 1)  # not retried
+
+
 def seed_readme_train() -> Any:
     """spark-tensorflow-distributor's README example, with synthetic MNIST-shaped data instead of tfds."""
     import numpy as np

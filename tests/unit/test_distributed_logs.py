@@ -74,6 +74,26 @@ def test_abort_reaches_every_connected_task() -> None:
         server.close()
 
 
+def test_done_is_recorded_and_dump_reaches_only_the_named_worker() -> None:
+    server = _server([])
+    try:
+        clients = [_client(server, r) for r in range(2)]
+        dumped: list[int] = []
+        got_dump = threading.Event()
+        for r, c in enumerate(clients):
+            c.on_dump(lambda r=r: (dumped.append(r), got_dump.set()))
+        clients[1].done()
+        assert server.wait(lambda: 1 in server.attempt(1).done, 10)
+        assert list(server.done(1)) == [1]
+        server.dump(1, 0)
+        assert got_dump.wait(10)
+        assert dumped == [0]
+        for c in clients:
+            c.close()
+    finally:
+        server.close()
+
+
 def test_a_connection_without_the_token_is_ignored() -> None:
     lines: list[str] = []
     server = _server(lines)

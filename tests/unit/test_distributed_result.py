@@ -70,6 +70,9 @@ def test_restarts_are_for_lost_workers_not_bugs() -> None:
     assert should_restart(_f(1, "lost", "executor lost", 0.0))
     assert should_restart(_f(1, "raised", SOCKET_CLOSED, 0.0))
     assert not should_restart(_f(1, "raised", "ValueError: bad batch", 0.0))
+    # A worker blocked in a collective only it runs would block again.
+    stuck = _f(0, "stuck", "still running long after the other workers had finished", 0.0)
+    assert not should_restart(stuck) and not stuck.cascade
 
 
 def test_tensorflow_errors_are_summarized_to_the_sentence_that_matters() -> None:

@@ -57,3 +57,5 @@ def test_failure_classification() -> None:
     assert kind(returncode=3).error.startswith("exited with code 3 without a Python exception")
     assert "Spark task went away" in kind(returncode=EXIT_ORPHANED).error
     assert kind(returncode=-9, aborted=True).kind == "aborted"
+    stuck = kind(returncode=-9, stuck=True, tail=["Current thread 0x1 (most recent call first):", '  File "t.py"'])
+    assert (stuck.kind, stuck.tail[-1]) == ("stuck", '  File "t.py"')

@@ -91,6 +91,7 @@ class _Launch:
     gpu_slots: int | None
     max_value_bytes: int
     env: tuple[tuple[str, str], ...]
+    finish_timeout_s: float
 
 
 def check_slots(requested: int, total: int, busy: int, *, master: str) -> NotEnoughSlotsError | None:
@@ -138,10 +139,14 @@ def failure_message(primary: WorkerFailure, *, attempts: int, max_restarts: int,
         "died": f"died: {primary.error}",
         "lost": f"was lost: {primary.error}",
         "aborted": "was stopped",
+        "stuck": f"got stuck: {primary.error}",
     }[primary.kind]
     lines = [f"{where} failed first, in attempt {primary.attempt}: it {what}."]
     if primary.tail:
-        label = "Its own traceback" if primary.kind == "raised" else "Its last output lines"
+        label = {
+            "raised": "Its own traceback",
+            "stuck": "Its last output lines, ending with the Python stacks it printed when stopped",
+        }.get(primary.kind, "Its last output lines")
         lines.append(f"{label}:")
         lines.extend(f"  {line}" for line in primary.tail)
     if not restartable:
@@ -156,6 +161,12 @@ def failure_message(primary: WorkerFailure, *, attempts: int, max_restarts: int,
 
 def _hint(primary: WorkerFailure) -> str:
     text = primary.error + "\n" + "\n".join(primary.tail)
+    if primary.kind == "stuck":
+        return (
+            "Every worker must run the same collective operations: do not create variables, save, evaluate or "
+            "predict on the chief alone (use sparktf.distributed.save_model() on every worker, or do chief-only "
+            "work with plain numpy values). Raise finish_timeout_s if the chief legitimately works longer."
+        )
     if re.search(r"Shape mismatch in the collective|another member in the group", text):
         return (
             "The workers ran different collective operations: usually a callback or a save that runs on the "
@@ -216,6 +227,7 @@ class SparkRunner:
         gpu_slots: int | None = None,
         max_value_bytes: int = 1 << 20,
         env: Mapping[str, str] | None = None,
+        finish_timeout_s: float = 600.0,
     ) -> TrainingResult:
         """Train, and return a small picklable :class:`TrainingResult`.
 
@@ -244,6 +256,13 @@ class SparkRunner:
                 the GPUs each task was given).
             max_value_bytes: the largest pickled return value sent home.
             env: extra environment variables for the TF worker processes.
+            finish_timeout_s: once one worker's ``train_fn`` has returned, how long
+                the others may take to return too. Under MultiWorkerMirroredStrategy
+                workers finish together; one still running long after is blocked in a
+                collective only it runs (a chief-only save, variables created on the
+                chief alone), which would otherwise hang forever. It is stopped and
+                reported with its Python stacks. Raise it for long chief-only work
+                after training (exports, uploads).
 
         Raises:
             ConfigError: a setting is out of range.
@@ -267,6 +286,7 @@ class SparkRunner:
             gpu_slots=gpu_slots,
             max_value_bytes=max_value_bytes,
             env=env,
+            finish_timeout_s=finish_timeout_s,
         )
         call = (tuple(args), dict(kwargs or {}))
         if launch.num_workers == 0:
@@ -292,6 +312,12 @@ class SparkRunner:
             ("backup_every_steps", every, every >= 0, "0 (every epoch) or a positive step count"),
             ("launch_timeout_s", timeout, timeout > 0, "a positive number of seconds"),
             ("max_value_bytes", given["max_value_bytes"], given["max_value_bytes"] > 0, "a positive size"),
+            (
+                "finish_timeout_s",
+                given["finish_timeout_s"],
+                given["finish_timeout_s"] > 0,
+                "a positive number of seconds",
+            ),
         ]
         if given["gpu_slots"] is not None:
             checks.append(("gpu_slots", given["gpu_slots"], given["gpu_slots"] >= 1, "1 or more"))
@@ -328,6 +354,7 @@ class SparkRunner:
             gpu_slots=given["gpu_slots"],
             max_value_bytes=int(given["max_value_bytes"]),
             env=tuple(sorted((str(k), str(v)) for k, v in (given["env"] or {}).items())),
+            finish_timeout_s=float(given["finish_timeout_s"]),
         )
 
     def _session(self) -> SparkSession:
@@ -483,27 +510,14 @@ class SparkRunner:
         self._say(f"attempt {attempt}: launching {n} TF workers (run {launch.run_id}, run_dir {launch.run_dir})")
         thread = threading.Thread(target=job, name=f"sparktf-{group}", daemon=True)
         thread.start()
-        deadline = time.monotonic() + launch.launch_timeout_s
-        launched = aborted = False
-        while thread.is_alive():
-            thread.join(0.2)
-            if not launched:
-                launched = server.started(attempt) >= n or _running_tasks(sc, group) >= n
-                if not launched and time.monotonic() > deadline:
-                    sc.cancelJobGroup(group)
-                    thread.join(60)
-                    raise NotEnoughSlotsError(
-                        f"Only {server.started(attempt)} of {n} training tasks started within "
-                        f"launch_timeout_s={launch.launch_timeout_s:g}s; Spark is still waiting for free task slots "
-                        "for the barrier stage.",
-                        hint="Free the cluster, lower num_workers, or raise train.launch_timeout_s.",
-                        requested=n,
-                        started=server.started(attempt),
-                    )
-            if not aborted and server.failures(attempt):
-                # Stop the survivors now instead of leaving them blocked in a collective until Spark kills them.
-                server.abort(attempt)
-                aborted = True
+        try:
+            self._watch(sc, server, launch, attempt, group, thread)
+        except BaseException:
+            # Interrupted (Ctrl-C in a notebook) or gave up: leave no TF worker running behind us.
+            server.abort(attempt)
+            sc.cancelJobGroup(group)
+            thread.join(60)
+            raise
         rows = [_unpickle_row(r) for r in box.get("rows", ())]
         row_failures = [f for _, _, f in rows if f is not None]
         if rows and not row_failures:
@@ -519,6 +533,36 @@ class SparkRunner:
         reported = server.failures(attempt) + row_failures + decode_failures(text)
         primary = primary_failure(reported) or _lost_worker(text, attempt, server.attempt(attempt).hosts)
         return None, primary
+
+    def _watch(
+        self, sc: SparkContext, server: LogServer, launch: _Launch, attempt: int, group: str, thread: threading.Thread
+    ) -> None:
+        """Follow a running attempt until its job ends: slots, first failure, stuck workers."""
+        n = launch.num_workers
+        deadline = time.monotonic() + launch.launch_timeout_s
+        launched = aborted = dumped = False
+        while thread.is_alive():
+            thread.join(0.2)
+            if not launched:
+                launched = server.started(attempt) >= n or _running_tasks(sc, group) >= n
+                if not launched and time.monotonic() > deadline:
+                    raise NotEnoughSlotsError(
+                        f"Only {server.started(attempt)} of {n} training tasks started within "
+                        f"launch_timeout_s={launch.launch_timeout_s:g}s; Spark is still waiting for free task slots "
+                        "for the barrier stage.",
+                        hint="Free the cluster, lower num_workers, or raise train.launch_timeout_s.",
+                        requested=n,
+                        started=server.started(attempt),
+                    )
+            if not aborted and server.failures(attempt):
+                # Stop the survivors now instead of leaving them blocked in a collective until Spark kills them.
+                server.abort(attempt)
+                aborted = True
+            done = server.done(attempt)
+            if done and not dumped and time.time() - min(done.values()) > launch.finish_timeout_s:
+                for rank in sorted(set(range(n)) - set(done)):
+                    server.dump(attempt, rank)
+                dumped = True
 
 
 # --------------------------------------------------------------------------- helpers

@@ -8,13 +8,15 @@ small TCP server on the driver and sends, as JSON lines:
 * ``hello``: its rank, attempt and host, with the run's token;
 * ``line``: every line its TensorFlow process prints, as it prints it;
 * ``failure``: a :class:`~sparktf.distributed.result.WorkerFailure` when that
-  process stops abnormally, carrying the worker's own traceback.
+  process stops abnormally, carrying the worker's own traceback;
+* ``done``: its ``train_fn`` has returned (the process waits for the others).
 
 The driver prints the lines prefixed ``[worker N]`` and keeps the failures per
 attempt, in arrival order, so the launcher can name the first worker that
 failed instead of the py4j/gRPC cascade Spark raises afterwards. The driver
 may answer ``abort`` on a connection to make that task stop its TF process at
-once when another worker has failed.
+once when another worker has failed, or ``dump`` to have a worker that is
+stuck print its Python stacks before it is stopped.
 
 The channel is plain TCP authenticated by a random per-run token; it carries
 log text only, never code or pickles. If a task cannot reach the driver it
@@ -30,6 +32,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,8 +62,9 @@ class AttemptLog:
 
     hosts: dict[int, str] = field(default_factory=dict)
     failures: list[WorkerFailure] = field(default_factory=list)
+    done: dict[int, float] = field(default_factory=dict)
     open_connections: int = 0
-    connections: list[socket.socket] = field(default_factory=list)
+    connections: dict[int, socket.socket] = field(default_factory=dict)
 
 
 class LogServer:
@@ -118,13 +122,26 @@ class LogServer:
         log = self.attempt(attempt)
         return self.wait(lambda: log.open_connections == 0, timeout)
 
+    def done(self, attempt: int) -> dict[int, float]:
+        """When each worker of ``attempt`` that has finished ``train_fn`` said so (rank -> time)."""
+        with self._cond:
+            return dict(self.attempt(attempt).done)
+
     def abort(self, attempt: int) -> None:
         """Ask every task of ``attempt`` still connected to stop its TF process now."""
+        self._send(attempt, None, b"abort\n")
+
+    def dump(self, attempt: int, rank: int) -> None:
+        """Ask worker ``rank`` to print its Python stacks, then stop (it is stuck)."""
+        self._send(attempt, rank, b"dump\n")
+
+    def _send(self, attempt: int, rank: int | None, data: bytes) -> None:
         with self._cond:
-            conns = list(self.attempt(attempt).connections)
-        for conn in conns:
+            conns = self.attempt(attempt).connections
+            targets = list(conns.values()) if rank is None else [c for r, c in conns.items() if r == rank]
+        for conn in targets:
             with contextlib.suppress(OSError):
-                conn.sendall(b"abort\n")
+                conn.sendall(data)
 
     def add_failure(self, failure: WorkerFailure) -> None:
         with self._cond:
@@ -159,12 +176,16 @@ class LogServer:
                 log = self.attempt(attempt_no)
                 log.hosts[rank] = host
                 log.open_connections += 1
-                log.connections.append(conn)
+                log.connections[rank] = conn
                 self._cond.notify_all()
             for raw in stream:
                 msg = _decode(raw)
                 if msg.get("t") == "line":
                     self.sink(f"{prefix} {msg.get('s', '')}")
+                elif msg.get("t") == "done":
+                    with self._cond:
+                        self.attempt(attempt_no).done[rank] = time.time()
+                        self._cond.notify_all()
                 elif msg.get("t") == "failure":
                     fields = {f.name for f in dataclasses.fields(WorkerFailure)}
                     data = {k: v for k, v in msg.get("f", {}).items() if k in fields}
@@ -180,8 +201,8 @@ class LogServer:
                 with self._cond:
                     log = self.attempt(attempt_no)
                     log.open_connections -= 1
-                    if conn in log.connections:
-                        log.connections.remove(conn)
+                    if log.connections.get(rank) is conn:
+                        del log.connections[rank]
                     self._cond.notify_all()
 
 
@@ -198,6 +219,7 @@ class LogClient:
         self._lock = threading.Lock()
         self._echo = echo
         self._on_abort: Callable[[], None] | None = None
+        self._on_dump: Callable[[], None] | None = None
         self.aborted = threading.Event()
         if sock is not None:
             threading.Thread(target=self._read_loop, name="sparktf-log-client", daemon=True).start()
@@ -230,6 +252,13 @@ class LogClient:
         self._on_abort = callback
         if self.aborted.is_set():
             callback()
+
+    def on_dump(self, callback: Callable[[], None]) -> None:
+        self._on_dump = callback
+
+    def done(self) -> None:
+        """Tell the driver this worker's ``train_fn`` has returned."""
+        self._send({"t": "done"})
 
     def line(self, text: str) -> None:
         text = text.rstrip("\n")
@@ -269,10 +298,13 @@ class LogClient:
             return
         try:
             for raw in sock.makefile("r", encoding="utf-8", errors="replace"):
-                if raw.strip() == "abort":
+                command = raw.strip()
+                if command == "abort":
                     self.aborted.set()
                     if self._on_abort:
                         self._on_abort()
+                elif command == "dump" and self._on_dump:
+                    self._on_dump()
         except (OSError, ValueError):
             return
 

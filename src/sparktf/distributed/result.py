@@ -35,7 +35,7 @@ __all__ = [
     "summarize_error",
 ]
 
-FailureKind = Literal["raised", "died", "lost", "aborted"]
+FailureKind = Literal["raised", "died", "lost", "stuck", "aborted"]
 
 # Errors a worker sees because *another* worker went away; never the root cause.
 _CASCADE = re.compile(
@@ -128,8 +128,10 @@ class WorkerFailure:
     Attributes:
         kind: ``raised`` (``train_fn`` or the platform raised a Python exception),
             ``died`` (the TF process exited without one: a signal, ``os._exit``,
-            a TensorFlow abort), ``lost`` (its Spark task or executor vanished)
-            or ``aborted`` (the launcher stopped it because another worker failed).
+            a TensorFlow abort), ``lost`` (its Spark task or executor vanished),
+            ``stuck`` (it did not finish long after the others had; the launcher
+            dumped its stacks and stopped it) or ``aborted`` (the launcher stopped
+            it because another worker failed).
         error: one line: ``"ValueError: boom"`` or ``"killed by SIGKILL"``.
         tail: the worker's own traceback, or the last lines of its output.
         at: when the launcher learned of it (seconds since the epoch).
@@ -150,8 +152,8 @@ class WorkerFailure:
         """True when this failure is most likely the echo of another worker's."""
         if self.kind == "aborted":
             return True
-        # Killed from outside, or its whole executor gone: a cause of its own.
-        if self.kind == "lost" or self.signal == "SIGKILL":
+        # Killed from outside, its whole executor gone, or blocked on its own: a cause of its own.
+        if self.kind in ("lost", "stuck") or self.signal == "SIGKILL":
             return False
         return is_cascade(self.error + "\n" + "\n".join(self.tail[-30:]))
 
@@ -167,6 +169,8 @@ def _verb(f: WorkerFailure) -> str:
         return f"was lost: {f.error}"
     if f.kind == "aborted":
         return "was stopped by the launcher"
+    if f.kind == "stuck":
+        return f"was stuck: {f.error}"
     return f"died: {f.error}"
 
 
@@ -185,9 +189,11 @@ def primary_failure(failures: Iterable[WorkerFailure]) -> WorkerFailure | None:
 
 
 def should_restart(primary: WorkerFailure | None) -> bool:
-    """Relaunch for lost or killed workers; an exception of ``train_fn``'s own is a bug and is not retried."""
+    """Relaunch for lost or killed workers; an exception or a hang of ``train_fn``'s own is a bug, not retried."""
     if primary is None:
         return True
+    if primary.kind == "stuck":
+        return False
     return primary.kind != "raised" or primary.cascade
 
 

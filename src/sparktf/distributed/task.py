@@ -76,7 +76,7 @@ class TaskPlan:
     log_address: tuple[str, int]
     log_token: str
     env: tuple[tuple[str, str], ...] = ()
-    tail_lines: int = 60
+    tail_lines: int = 80
     release_timeout_s: float = 120.0
 
 
@@ -139,10 +139,17 @@ def failure_of(
     outcome: WorkerOutcome | None,
     tail: Iterable[str],
     aborted: bool,
+    stuck: bool = False,
 ) -> WorkerFailure:
     """Classify how a TF worker process stopped without reporting success."""
     now = time.time()
     lines = tuple(tail)
+    if stuck:
+        error = (
+            "still running long after the other workers had finished, most likely blocked in a "
+            "collective operation that only it runs"
+        )
+        return WorkerFailure(rank, host, attempt, "stuck", error, lines, returncode, None, now)
     if aborted:
         return WorkerFailure(rank, host, attempt, "aborted", "stopped by the launcher", lines, returncode, None, now)
     if outcome is not None and not outcome.ok:
@@ -204,6 +211,7 @@ class _Child:
 
     def __init__(self, plan: TaskPlan, client: LogClient, env: dict[str, str], workdir: str) -> None:
         self.plan = plan
+        self.client = client
         self.outcome_path = os.path.join(workdir, "outcome.pickle")
         spec_path = os.path.join(workdir, "spec.pickle")
         with open(spec_path, "wb") as f:
@@ -225,12 +233,22 @@ class _Child:
         self.started = time.time()
         self.tail: deque[str] = deque(maxlen=plan.tail_lines)
         self.aborted = threading.Event()
+        self.stuck = threading.Event()
         assert self.proc.stdout is not None
         self.pump = threading.Thread(
             target=_pump, args=(self.proc.stdout, self.tail, client), name="sparktf-pump", daemon=True
         )
         self.pump.start()
         client.on_abort(self.abort)
+        client.on_dump(self.dump_and_stop)
+
+    def dump_and_stop(self) -> None:
+        """Print every thread's Python stack (faulthandler, even inside a blocked TF op), then stop."""
+        self.stuck.set()
+        with contextlib.suppress(OSError):
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        time.sleep(3)  # let the dump travel through the pump
+        self.kill()
 
     def abort(self) -> None:
         self.aborted.set()
@@ -248,6 +266,7 @@ class _Child:
         said = self.control.readline()  # b"done\n", or b"" once the process has exited
         self.control.close()
         if said.startswith(b"done") and not self.aborted.is_set():
+            self.client.done()
             return None
         try:
             self.proc.wait(timeout=30)
@@ -263,6 +282,7 @@ class _Child:
             outcome=_read_outcome(self.outcome_path),
             tail=self.tail,
             aborted=self.aborted.is_set(),
+            stuck=self.stuck.is_set(),
         )
 
     def release(self, *, rank: int, host: str) -> tuple[WorkerOutcome | None, WorkerFailure | None]:

@@ -223,8 +223,13 @@ def _short_traceback(exc: BaseException, error: str, frames: int = 12) -> str:
 
 
 def main(argv: list[str]) -> None:
+    import faulthandler
+
     spec_path, control_fd, parent_pid = argv[0], int(argv[1]), int(argv[2])
     _die_with_parent(parent_pid)
+    # The launcher sends SIGUSR1 to a stuck worker: every thread's stack goes to the streamed stderr,
+    # from C, so it works even while the main thread is blocked inside a TensorFlow op.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     with open(spec_path, "rb") as f:
         spec, payload = pickle.load(f)  # noqa: S301 - written by our own task a moment ago
     done = threading.Event()
