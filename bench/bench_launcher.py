@@ -8,8 +8,8 @@ on synthetic regression data, global batch 256) on one ``local[2]`` SparkSession
 References, measured in the same run:
 
 * **bare TF process**: ``python -c`` that imports TensorFlow, builds a
-  MultiWorkerMirroredStrategy with no cluster and calls ``train_tiny``, with no
-  Spark and no launcher. Its time from spawn to the first training step is the
+  MultiWorkerMirroredStrategy with no cluster and calls ``train_tiny`` (with the
+  same platform callbacks), with no Spark and no launcher. Its time from spawn to the first training step is the
   floor any launcher that starts a fresh TF process pays; its steps/s is the
   single-process throughput.
 * **fresh launch**, for recovery: the time from the driver's call to the first
@@ -56,7 +56,7 @@ from sparktf.distributed.selftest import train_tiny
 tf = import_tensorflow()
 with tf.distribute.MultiWorkerMirroredStrategy().scope():
     train_tiny(epochs=3, steps_per_epoch=int(sys.argv[2]), global_batch_size=int(sys.argv[3]),
-               hidden_units=int(sys.argv[4]), use_platform_callbacks=False, step_log_dir=sys.argv[1], verbose=0)
+               hidden_units=int(sys.argv[4]), step_log_dir=sys.argv[1], verbose=0)
 """
 
 
@@ -79,7 +79,8 @@ def _steady_rate(path: Path, steps_per_epoch: int) -> float:
 
 def bare_process(tmp: Path, steps: int, hidden: int) -> dict[str, float]:
     logs = tmp / "bare"
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    # A run directory lets train_tiny use the same platform callbacks as the launched runs.
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", SPARKTF_RUN_DIR=str(tmp / "bare-run"))
     env.pop("TF_CONFIG", None)
     t0 = time.time()
     subprocess.run(
