@@ -285,3 +285,20 @@ def test_keys_of_every_length_match_their_columns() -> None:
     table = pa.table({name: pa.array([i, i + 100], pa.int64()) for i, name in enumerate(names)})
     back = _roundtrip(table)
     assert back.to_pydict() == table.to_pydict()
+
+
+def test_sliced_batches_encode_like_fresh_ones() -> None:
+    table = pa.table(
+        {
+            "l": pa.array([[1, 2], [3], [], [4, 5, 6]], pa.list_(pa.int64())),
+            "f": pa.array([[1.0], [2.0, 2.5], None, []], pa.list_(pa.float64())),
+            "fx": pa.array([[1, 2], [3, 4], [5, 6], [7, 8]], pa.list_(pa.int32(), 2)),
+            "s": pa.array([["a"], ["b", "c"], [], ["d"]], pa.list_(pa.string())),
+        }
+    )
+    specs = feature_specs(table.schema)
+    sliced = table.slice(1, 2)
+    fresh = pa.Table.from_pylist(sliced.to_pylist(), schema=table.schema)
+    a, ao = codec.encode_examples(sliced, specs)
+    b, bo = codec.encode_examples(fresh, specs)
+    assert a.to_pybytes() == b.to_pybytes() and ao.tolist() == bo.tolist()

@@ -127,10 +127,11 @@ def _list_parts(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """``(offsets into values, values)`` of a list array of any flavour."""
     if pa.types.is_fixed_size_list(arr.type):
         size = arr.type.list_size
-        offs = (np.arange(len(arr) + 1, dtype=np.int64) + arr.offset) * size
-        return offs, arr.values
+        offs = np.arange(len(arr) + 1, dtype=np.int64) * size
+        return offs, arr.values.slice(arr.offset * size, len(arr) * size)
     offs = np.asarray(arr.offsets, dtype=np.int64)
-    return offs, arr.values
+    # A sliced list array keeps its whole child; cut it to the rows at hand.
+    return offs - offs[0], arr.values.slice(int(offs[0]), int(offs[-1] - offs[0]))
 
 
 def _large_binary(offsets: np.ndarray, data: Any) -> pa.Array:
@@ -204,7 +205,17 @@ def _lookup(pieces: _Pieces, keys: np.ndarray, make: Callable[[int], bytes]) -> 
     """Piece indices of ``make(k)`` for every key, building each distinct one once."""
     if keys.size == 0:
         return np.zeros(0, np.int64)
-    uniq, inverse = np.unique(keys, return_inverse=True)
+    top = int(keys.max())
+    if top < (1 << 20) and int(keys.min()) >= 0:
+        # Keys are lengths, mostly small: a presence table beats np.unique's sort.
+        present = np.zeros(top + 1, dtype=bool)
+        present[keys] = True
+        uniq = np.flatnonzero(present)
+        rank = np.zeros(top + 1, np.int64)
+        rank[uniq] = np.arange(uniq.size)
+        inverse = rank[keys]
+    else:
+        uniq, inverse = np.unique(keys, return_inverse=True)
     base = pieces.add_blobs([make(int(k)) for k in uniq.tolist()])
     out: np.ndarray = base + inverse.astype(np.int64)
     return out
