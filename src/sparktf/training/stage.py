@@ -108,9 +108,16 @@ def train_stage(cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
     tfr = cfg.paths.tfrecords
     out: dict[str, Any] = {"models": {}}
     for kind in cfg.train.models:
-        run_dir = cfg.paths.local("models", kind)
-        os.makedirs(run_dir, exist_ok=True)
-        version = _next_version(os.path.join(run_dir, "export"))
+        export_base = cfg.paths.local("models", kind, "export")
+        version = _next_version(export_base)
+        # One directory per training run: restarts within the run resume from its
+        # backup, a new run starts clean.
+        run_dir = cfg.paths.local("models", kind, "runs", f"v{version}")
+        if os.path.exists(run_dir):
+            import shutil
+
+            shutil.rmtree(run_dir)  # a failed earlier try at this same version
+        os.makedirs(run_dir)
         run_id = tracker.start(
             f"{kind}-v{version}",
             tags={
@@ -133,6 +140,7 @@ def train_stage(cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
             train_path=f"{tfr}/train",
             validation_path=f"{tfr}/validation",
             run_dir=run_dir,
+            export_base=export_base,
             export_version=version,
             global_batch_size=cfg.train.batch_size,
             epochs=cfg.train.epochs,
@@ -151,6 +159,7 @@ def train_stage(cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
                 train_worker,
                 spec,
                 num_workers=cfg.train.num_workers,
+                strategy="custom",
                 use_gpu=cfg.train.use_gpu,
                 max_restarts=cfg.train.max_restarts,
                 run_dir=run_dir,

@@ -30,8 +30,10 @@ class TrainSpec:
     Attributes:
         features_dir: the features stage's output (catalogue and vocabularies).
         train_path, validation_path: TFRecord directories of the two splits.
-        run_dir: this model's directory in the workdir (checkpoints, backups, export).
-        export_version: the numbered directory the export goes to.
+        run_dir: this training run's directory (checkpoints, backups, history); a new
+            run needs a new one, or it would resume from the previous run's backup.
+        export_base: the model's TF Serving base path; the export goes to
+            ``<export_base>/<export_version>``.
         global_batch_size: examples per step over all workers.
         steps_per_epoch: None = one pass over the data per epoch.
     """
@@ -41,6 +43,7 @@ class TrainSpec:
     train_path: str
     validation_path: str
     run_dir: str
+    export_base: str
     export_version: int = 1
     global_batch_size: int = 512
     epochs: int = 10
@@ -55,14 +58,6 @@ class TrainSpec:
     metric_prefix: str = ""
     shuffle_buffer: int = 20_000
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def export_base(self) -> str:
-        return os.path.join(self.run_dir, "export")
-
-    @property
-    def backup_dir(self) -> str:
-        return os.path.join(self.run_dir, "backup")
 
 
 _COLUMNS = ["user_id", "history", "target", "target_category", "target_brand", "target_price_bucket"]
@@ -109,8 +104,16 @@ def train_worker(spec: TrainSpec) -> dict[str, Any]:
 
     tf = import_tensorflow()
     tf.keras.utils.set_random_seed(spec.params.seed)
-    strategy = tf.distribute.get_strategy()
     workers = max(1, num_workers())
+    # This function builds its own strategy (the launcher runs it with strategy="custom"):
+    # the chief's export below must happen outside the strategy's scope, or creating
+    # the export model's variables would wait for the other workers in a collective.
+    if workers > 1:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(tf.config.list_logical_devices("GPU")) > 1:
+        strategy = tf.distribute.MirroredStrategy()  # one worker, several GPUs
+    else:
+        strategy = tf.distribute.get_strategy()
     catalog = Catalog.from_features(spec.features_dir)
 
     train_ds = read_examples(
@@ -152,11 +155,13 @@ def train_worker(spec: TrainSpec) -> dict[str, Any]:
         "workers": workers,
         "examples_per_second": (spec.train_examples * epochs_run / seconds) if seconds > 0 else 0.0,
     }
+    # Every worker reads the weights: the model's metric variables are sync-on-read,
+    # so reading them is an all-reduce that the chief cannot do alone.
+    weights = model.get_weights()
     if not is_chief():
         return summary
 
     # The export happens outside the strategy: a plain model with the trained weights.
-    weights = model.get_weights()
     plain = build_model(catalog, spec.params)
     plain.ensure_built()
     plain.set_weights(weights)
