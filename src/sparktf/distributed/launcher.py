@@ -246,7 +246,10 @@ class SparkRunner:
             run_dir: the persistent run directory, reachable by every worker
                 (a shared mount, ``hdfs://``, ``gs://``); a temporary local
                 directory by default, which on a multi-host cluster keeps the
-                model only on the chief's host.
+                model only on the chief's host. A directory that still holds the
+                backup of a run that did not finish resumes that run (this is how
+                to continue a crashed run); the backup is removed when a run
+                succeeds, so use a fresh directory for each fresh run.
             kwargs: keyword arguments for ``train_fn``.
             backup_every_steps: default backup frequency of
                 :func:`~sparktf.distributed.callbacks` (0: every epoch).
