@@ -132,26 +132,28 @@ def show_config(
 
 # --------------------------------------------------------------------------- run
 
+_ACTION_STYLE = {
+    "run": "[green]run[/]",
+    "forced": "[green]run (--from)[/]",
+    "skip": "[dim]skip: unchanged[/]",
+}
 
-def _print_plan(cfg: Config, start: int) -> None:
+
+def _print_plan(cfg: Config, plan: list[tuple[Any, str]]) -> None:
     table = Table(title=f"Pipeline plan (workdir: {cfg.paths.root})")
     table.add_column("#", justify="right")
     table.add_column("stage", style="bold")
     table.add_column("what it does")
     table.add_column("writes")
-    table.add_column("status")
-    for i, stage in enumerate(STAGES):
-        if i < start:
-            status = "[dim]skipped (--from)[/]"
-        elif stage.impl is None:
-            status = f"[yellow]not built yet (#{stage.issue})[/]"
-        else:
-            status = "[green]ready[/]"
+    table.add_column("action")
+    for i, (stage, action) in enumerate(plan):
+        status = _ACTION_STYLE[action] if stage.impl is not None else f"[yellow]not built yet (#{stage.issue})[/]"
         table.add_row(str(i + 1), stage.name, stage.summary, stage.writes, status)
     console.print(table)
 
 
 def _run_stage(name: str, cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
+    """Run one stage by itself (the per-stage commands), with the same display as `run`."""
     stage = get_stage(name)
     fn = stage.load()
     console.rule(f"[bold]{stage.name}[/]: {stage.summary}")
@@ -159,6 +161,72 @@ def _run_stage(name: str, cfg: Config, context: dict[str, Any]) -> dict[str, Any
     out = fn(cfg, context)
     console.print(f"[green]✓[/] {stage.name} finished in {time.perf_counter() - t0:.1f} s")
     return out
+
+
+def _stage_event(kind: str, stage: Any, detail: dict[str, Any]) -> None:
+    n = [s.name for s in STAGES].index(stage.name) + 1
+    if kind == "start":
+        console.rule(f"[bold][{n}/{len(STAGES)}] {stage.name}[/]: {stage.summary}")
+    elif kind == "done":
+        console.print(f"[green]✓[/] {stage.name} finished in {detail['record'].seconds:.1f} s")
+    elif kind == "skip":
+        rec = detail["record"]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.finished_at))
+        console.print(f"[dim]↷ [{n}/{len(STAGES)}] {stage.name}: inputs unchanged since {when}; skipped.[/]")
+
+
+def _print_summary(cfg: Config, context: dict[str, Any], seconds: float) -> None:
+    """Quality, outputs, what was promoted and why, and the commands to go on with."""
+    console.rule("[bold]Summary[/]")
+    evaluation = context.get("evaluate") or {}
+    try:
+        from sparktf.evaluation.metrics import EvaluationResult
+        from sparktf.evaluation.report import rich_table
+        from sparktf.training.stage import SUMMARY_METRICS, read_state
+
+        results = [EvaluationResult.from_dict(r) for r in read_state(cfg, "evaluate")["results"].values()]
+        shown = [m for m in SUMMARY_METRICS if any(m in r.overall for r in results)]
+        console.print(rich_table(results, shown))
+    except SparkTFError:
+        if evaluation:
+            console.print(evaluation.get("table", ""))
+    reg = context.get("register") or {}
+    if reg:
+        lines = []
+        for v in reg.get("versions", []):
+            why = (
+                "passed every gate check"
+                if not v.get("failed_checks")
+                else "failed: " + "; ".join(str(c.get("check") or c.get("metric") or c) for c in v["failed_checks"])
+            )
+            lines.append(f"  {v.get('model')}: version {v.get('version')} {v.get('outcome')} ({why})")
+        console.print(f"[bold]Registry[/] {reg.get('registered_model')}: champion = version {reg.get('champion')}")
+        for line in lines:
+            console.print(line)
+    paths = cfg.paths
+    outputs = Table(title="Where the outputs are", show_header=False)
+    outputs.add_column("what", style="bold")
+    outputs.add_column("path")
+    for what, where in (
+        ("events / quarantine", f"{paths.events}  /  {paths.quarantine}"),
+        ("features", paths.features),
+        ("TFRecords", paths.tfrecords),
+        ("models (exports, checkpoints)", paths.models),
+        ("MLflow", cfg.tracking_uri),
+        ("ANN index", paths.index),
+        ("recommendations", (context.get("recommend") or {}).get("recommendations", paths.recommendations)),
+    ):
+        outputs.add_row(what, str(where))
+    console.print(outputs)
+    serve = f"sparktf serve --workdir {paths.root}"
+    ui = (
+        f"mlflow ui --backend-store-uri {cfg.tracking_uri} --port 5000"
+        if cfg.tracking_uri.startswith("sqlite")
+        else f"open {cfg.tracking_uri}"
+    )
+    console.print(f"Serve the champion:  [bold]{serve}[/]")
+    console.print(f"Open the MLflow UI:  [bold]{ui}[/]")
+    console.print(f"[green]Pipeline finished in {seconds / 60:.1f} min.[/]")
 
 
 @app.command()
@@ -170,29 +238,27 @@ def run(
     from_: Annotated[str | None, typer.Option("--from", help="Rerun from this stage on.")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Check and print the plan, run nothing.")] = False,
 ) -> None:
-    """Run the whole pipeline: check, then every stage in order."""
+    """Run the whole pipeline: check, then every stage whose inputs changed, in order."""
+    from sparktf.pipeline import PipelineRunner
+
     cfg = _load(config, set_, workdir, master)
-    start = 0
-    if from_ is not None:
-        start = [s.name for s in STAGES].index(get_stage(from_).name)
-    _print_plan(cfg, start)
+    runner = PipelineRunner(cfg, on_event=_stage_event)
+    steps = runner.plan(from_)
+    _print_plan(cfg, steps)
     if not _print_checks(cfg):
         err_console.print("[red]Checks failed; nothing was run.[/]")
         raise typer.Exit(1)
     if plan:
         console.print("--plan given: nothing was run.")
         return
-    context: dict[str, Any] = {}
-    for stage in STAGES[start:]:
-        if stage.impl is None:
-            remaining = ", ".join(s.name for s in STAGES[STAGES.index(stage) :])
-            err_console.print(
-                f"[yellow]Stopped before stage {stage.name!r}: it is not built yet (issue #{stage.issue}). "
-                f"Not run: {remaining}.[/]"
-            )
-            raise typer.Exit(3)
-        context[stage.name] = _run_stage(stage.name, cfg, context)
-    console.print("[green]Pipeline finished.[/]")
+    unbuilt = [s for s, action in steps if s.impl is None and action != "skip"]
+    if unbuilt:
+        stage = unbuilt[0]
+        err_console.print(f"[yellow]Stage {stage.name!r} is not built yet (issue #{stage.issue}); nothing was run.[/]")
+        raise typer.Exit(3)
+    t0 = time.perf_counter()
+    context = runner.run(from_)
+    _print_summary(cfg, context, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- stage commands

@@ -270,7 +270,7 @@ class GeneratorConfig(_Section):
     popularity_exponent: float = 1.1
     start_date: str = "2026-01-01"
     successors_per_item: int = 3
-    follow_probability: float = 0.5
+    follow_probability: float = 0.6
     session_ids: bool = False
     seed: int = 42
 
@@ -390,6 +390,11 @@ class TrainConfig(_Section):
     lr_decay: float = 0.9
     embedding_dim: int = 64
     rnn: Literal["gru", "lstm"] = "gru"
+    dropout: float = 0.1
+    softmax: Literal["full", "sampled"] = "full"
+    num_sampled: int = 1000
+    two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
+    temperature: float = 0.05
     early_stopping_patience: int = 2
     seed: int = 42
 
@@ -407,6 +412,9 @@ class TrainConfig(_Section):
         self._require("lr_decay", 0.0 < self.lr_decay <= 1.0, "a number in (0, 1]")
         self._require("embedding_dim", 1 <= self.embedding_dim <= 4096, "between 1 and 4096")
         self._require("early_stopping_patience", self.early_stopping_patience >= 0, "0 or more")
+        self._require("dropout", 0.0 <= self.dropout < 1.0, "a fraction in [0, 1)")
+        self._require("num_sampled", self.num_sampled >= 1, "1 or more")
+        self._require("temperature", 0.0 < self.temperature <= 10.0, "a number in (0, 10]")
 
 
 @dataclass(frozen=True)
@@ -591,30 +599,112 @@ class GateConfig(_Section):
 
 @dataclass(frozen=True)
 class IndexConfig(_Section):
-    """The approximate-nearest-neighbour index over item embeddings."""
+    """The approximate-nearest-neighbour index over item embeddings (see :mod:`sparktf.retrieval`).
+
+    Attributes:
+        kind: ``scann`` (tuned for ``target_recall``) or ``brute_force`` (exact).
+        target_recall: the recall@``k`` against brute force that tuning must reach.
+        k: the K of that recall.
+        model: the model to index: ``models:/name@alias`` (or ``/<version>``), an export
+            directory, or empty for the registry's champion when there is one, else the
+            latest export under ``<workdir>/models/<kind>/export/``.
+        model_kind: with an empty ``model``, which kind's local export; empty = the
+            first of ``train.models`` that has one.
+        tune: measure recall and speed over a grid and keep the fastest setting that
+            reaches the target; off = build with ``num_leaves``, ``leaves_to_search``
+            and ``reorder`` as given (0 = ScaNN defaults for the catalogue size).
+        num_leaves, leaves_to_search, reorder: fixed ScaNN settings when ``tune`` is off.
+        tuning_queries: held-out queries for tuning; real query embeddings of users from
+            the features when they exist, else noisy item vectors.
+        scann_min_items: smaller catalogues get the exact index (the manifest says so).
+        tfrs_export: also write the TFRS ScaNN layer SavedModel to ``index/tfrs_scann/1``.
+        log_to_mlflow: log recall, speed and the chosen settings to the model's MLflow run.
+        attach_to_registry: when the model came from the registry, upload the index into
+            that version's files (``sparktf/index/``), so the server finds it beside the model.
+        seed: for sampling tuning queries.
+    """
 
     _section: typing.ClassVar[str] = "index"
 
     kind: Literal["scann", "brute_force"] = "scann"
     target_recall: float = 0.95
     k: int = 100
+    model: str = ""
+    model_kind: Literal["", "sequential", "two_tower"] = ""
+    tune: bool = True
+    num_leaves: int = 0
+    leaves_to_search: int = 0
+    reorder: int = 0
+    tuning_queries: int = 1000
+    scann_min_items: int = 2048
+    tfrs_export: bool = True
+    log_to_mlflow: bool = True
+    attach_to_registry: bool = True
+    seed: int = 42
 
     def _validate(self) -> None:
         self._require("target_recall", 0.0 < self.target_recall <= 1.0, "a number in (0, 1]")
         self._require("k", 1 <= self.k <= 10_000, "between 1 and 10,000")
+        self._require(
+            "model",
+            not self.model or self.model.startswith("models:/") or "://" not in self.model,
+            "empty, a models:/name@alias URI, or a local export directory",
+        )
+        for name in ("num_leaves", "leaves_to_search", "reorder"):
+            self._require(name, getattr(self, name) >= 0, "0 (automatic) or a positive integer")
+        self._require(
+            "leaves_to_search",
+            not (self.num_leaves and self.leaves_to_search > self.num_leaves),
+            f"at most index.num_leaves ({self.num_leaves})",
+        )
+        self._require("tuning_queries", 10 <= self.tuning_queries <= 100_000, "between 10 and 100,000")
+        self._require("scann_min_items", self.scann_min_items >= 1, "a positive number of items")
 
 
 @dataclass(frozen=True)
 class BatchConfig(_Section):
-    """Batch top-K recommendations on Spark."""
+    """Batch top-K recommendations on Spark (see :mod:`sparktf.inference.batch`).
+
+    Attributes:
+        k: recommendations per user.
+        table: also register the output as this Spark table (over the same Parquet).
+        model: the model to use; empty = the one the index was built from (any other
+            must have the same item embeddings as the index).
+        users: restrict to the users of this Spark table, or of a Parquet path (a value
+            with ``/``), with a ``user_id`` column; empty = every user in the features.
+        exclude_seen: leave out every item the user interacted with.
+        batch_size: users per model call inside a Python worker.
+        threads_per_worker: TensorFlow threads per Python worker (each has one core).
+        partitions: Spark tasks (users spread round-robin); 0 = the input's partitions when there are
+            at least the default parallelism of them, else that many.
+    """
 
     _section: typing.ClassVar[str] = "batch"
 
     k: int = 20
     table: str = ""
+    model: str = ""
+    users: str = ""
+    exclude_seen: bool = True
+    batch_size: int = 1024
+    threads_per_worker: int = 1
+    partitions: int = 0
 
     def _validate(self) -> None:
         self._require("k", 1 <= self.k <= 1000, "between 1 and 1000")
+        self._require(
+            "table",
+            not self.table or bool(re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", self.table)),
+            "empty or a table name such as recs or db.recs",
+        )
+        self._require(
+            "model",
+            not self.model or self.model.startswith("models:/") or "://" not in self.model,
+            "empty, a models:/name@alias URI, or a local export directory",
+        )
+        self._require("batch_size", 1 <= self.batch_size <= 1_000_000, "between 1 and 1,000,000")
+        self._require("threads_per_worker", 0 <= self.threads_per_worker <= 256, "0 (all cores) up to 256")
+        self._require("partitions", self.partitions >= 0, "0 (default parallelism) or a positive integer")
 
 
 @dataclass(frozen=True)
@@ -767,6 +857,21 @@ class Workdir:
     index = property(lambda self: self.join("index"))
     recommendations = property(lambda self: self.join("recommendations"))
     state = property(lambda self: self.join("state"))
+
+    def state_file(self, *parts: str) -> str:
+        """A local file of the run's bookkeeping (stage records, small JSON states).
+
+        Inside the workdir when it is local; for a remote workdir (``hdfs://``,
+        ``s3a://``) under ``~/.cache/sparktf/runs/<hash of the workdir>/state``, since
+        the driver writes these with plain file I/O.
+        """
+        if self.is_local:
+            return os.path.join(self.root, "state", *parts)
+        import hashlib
+
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        key = hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        return os.path.join(cache, "sparktf", "runs", key, "state", *parts)
 
     def __repr__(self) -> str:
         return f"Workdir({self.root!r})"

@@ -41,7 +41,9 @@ class RecommenderPyfunc(_python_model_base()):  # type: ignore[misc]
 
         self.model = load_exported(context.artifacts["savedmodel"])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # No type hints here on purpose: MLflow reads predict's hints as an input schema
+    # and warns (or validates wrongly) when they are not list[...] of records.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         import pandas as pd
 
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

@@ -46,7 +46,7 @@ def model_params(cfg: Config, kind: str) -> Any:
 
 
 def write_state(cfg: Config, stage: str, data: dict[str, Any]) -> str:
-    path = cfg.paths.local("state", f"{stage}.json")
+    path = cfg.paths.state_file(f"{stage}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -56,7 +56,7 @@ def write_state(cfg: Config, stage: str, data: dict[str, Any]) -> str:
 
 
 def read_state(cfg: Config, stage: str) -> dict[str, Any]:
-    path = cfg.paths.local("state", f"{stage}.json")
+    path = cfg.paths.state_file(f"{stage}.json")
     if not os.path.exists(path):
         raise PipelineError(
             f"{path} does not exist: stage {stage!r} has not run in this workdir.",
