@@ -1,0 +1,514 @@
+"""The synthetic flash-sale clickstream, generated in Spark and deterministic by seed.
+
+No public e-commerce clickstream can be fetched at run time (see
+docs/data-contract.md and the recsys reference), and the usual synthetic
+generators draw items independently, which leaves nothing for a sequence model to
+learn. This one builds a small world and simulates shoppers in it:
+
+* a catalogue of items with a category, a brand and a price, and Zipf-like
+  popularity (``generator.popularity_exponent``);
+* a sparse "what people look at next" structure: every item has
+  ``generator.successors_per_item`` successors in its own category, and a shopper
+  follows one of them with probability ``generator.follow_probability``, so
+  P(next | current) is far above popularity;
+* per-user affinity for two categories and one brand;
+* daily flash sales that open ``items_per_sale`` items at a discount for a window
+  of a few hours; shoppers are drawn to them and buy more while they run;
+* sessions separated by more than 30 minutes of inactivity (events inside a
+  session are at most about 22 minutes apart), and a view → add_to_cart →
+  purchase funnel with decreasing probabilities.
+
+Distribution: users are cut into fixed blocks of :data:`BLOCK_USERS`; a Spark task
+simulates whole blocks with a numpy generator seeded by ``(seed, block)`` and
+returns Arrow batches (``mapInArrow``). The catalogue is rebuilt from the seed in
+each Python worker instead of being broadcast, and nothing event-sized is ever
+collected to the driver. Because randomness is tied to blocks, not to Spark
+partitions, the events do not depend on how many partitions or cores run them.
+
+The simulation itself (:func:`build_catalog`, :func:`user_quotas`,
+:func:`simulate_block`) is pure numpy, so its structure is tested without Spark.
+
+Example:
+    >>> from sparktf.config import GeneratorConfig
+    >>> sim = simulate_block(GeneratorConfig(num_events=10_000, num_users=200), 0)
+    >>> int(sim.user.size)
+    10000
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sparktf.config import GeneratorConfig
+from sparktf.data.schema import EVENTS_DDL
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = [
+    "BLOCK_USERS",
+    "EVENT_TYPES",
+    "Catalog",
+    "Simulation",
+    "build_catalog",
+    "generate_events",
+    "num_blocks",
+    "simulate_block",
+    "user_quotas",
+]
+
+#: Users simulated together with one random generator; fixed so that results do not
+#: depend on Spark's partitioning. Changing it changes every generated dataset.
+BLOCK_USERS = 2048
+
+#: The event types the generator writes, in funnel order.
+EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase")
+
+_DAY = 86_400
+_SESSION_GAP_MIN_S = 31 * 60  # just over the 30-minute sessionization default
+_MEAN_SESSION_STEPS = 6.0
+_MEAN_DWELL_S = 60.0
+_MAX_DWELL_S = 900  # with the funnel delays below, in-session gaps stay under ~22 min
+_P_SALE = 0.25  # when a sale runs and the shopper does not follow a successor
+_P_CATEGORY = 0.45
+_P_BRAND = 0.15
+_P_FIRST_CATEGORY = 0.7
+_P_CART, _P_CART_SALE, _P_PURCHASE = 0.08, 0.20, 0.35
+_SALE_DISCOUNT = 0.30
+_MAX_ACTIVITY = 20.0  # cap on a user's activity weight (lognormal, median 1)
+_BATCH_ROWS = 200_000
+
+
+# --------------------------------------------------------------------------- the world
+
+
+@dataclass(frozen=True, eq=False)
+class _GroupSampler:
+    """Draws an item of a given group (category or brand) with probability ∝ popularity.
+
+    Items are sorted by group; ``key`` holds ``group + cumulative share within the
+    group``, so one ``searchsorted`` samples a whole vector of (group, uniform) pairs.
+    """
+
+    order: np.ndarray
+    key: np.ndarray
+    groups: np.ndarray  # the group of each position of ``order`` (sorted)
+
+    @classmethod
+    def build(cls, group: np.ndarray, weight: np.ndarray) -> _GroupSampler:
+        order = np.argsort(group, kind="stable")
+        g = group[order]
+        w = weight[order]
+        cum = np.cumsum(w)
+        first = np.searchsorted(g, g, side="left")
+        last = np.searchsorted(g, g, side="right") - 1
+        before = cum[first] - w[first]
+        key = g + (cum - before) / (cum[last] - before)
+        key[last] = g[last] + 1.0  # exact group ends, whatever the rounding
+        return cls(order=order, key=key, groups=g)
+
+    def sample(self, groups: np.ndarray, u: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(self.key, groups + u, side="right")
+        items: np.ndarray = self.order[np.minimum(idx, self.order.size - 1)]
+        return items
+
+    def other(self, groups: np.ndarray, items: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """A uniform item of each group other than ``items`` (the item itself if it is alone)."""
+        first = np.searchsorted(self.groups, groups, side="left")
+        size = np.searchsorted(self.groups, groups, side="right") - first
+        pick = self.order[first + (u * np.maximum(size - 1, 0)).astype(np.int64)]
+        last = self.order[first + size - 1]
+        chosen: np.ndarray = np.where(pick == items, last, pick)
+        return chosen
+
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """The generated world: items, their successors and the flash sales.
+
+    Attributes:
+        category, brand: ``[num_items]`` group index of each item.
+        price: ``[num_items]`` list price.
+        popularity: ``[num_items]`` probability of an item under global popularity.
+        successors: ``[num_items, successors_per_item]`` the items looked at next,
+            most likely first.
+        successor_cdf: ``[successors_per_item]`` cumulative probability of each successor.
+        sale_start, sale_end: ``[num_sales]`` window of each sale, epoch seconds.
+        sale_items: ``[num_sales, items_per_sale]`` the items each sale opens.
+        start: epoch seconds of ``generator.start_date``.
+    """
+
+    category: np.ndarray
+    brand: np.ndarray
+    price: np.ndarray
+    popularity: np.ndarray
+    successors: np.ndarray
+    successor_cdf: np.ndarray
+    sale_start: np.ndarray
+    sale_end: np.ndarray
+    sale_items: np.ndarray
+    start: int
+    _popularity_cdf: np.ndarray
+    _by_category: _GroupSampler
+    _by_brand: _GroupSampler
+    _sale_keys: np.ndarray
+
+    @property
+    def num_items(self) -> int:
+        return int(self.category.size)
+
+    def popular(self, u: np.ndarray) -> np.ndarray:
+        """Items drawn by global popularity, one per uniform in ``u``."""
+        return np.minimum(np.searchsorted(self._popularity_cdf, u, side="right"), self.num_items - 1)
+
+    def in_category(self, categories: np.ndarray, u: np.ndarray) -> np.ndarray:
+        return self._by_category.sample(categories, u)
+
+    def of_brand(self, brands: np.ndarray, u: np.ndarray) -> np.ndarray:
+        return self._by_brand.sample(brands, u)
+
+    def active_sale(self, t: np.ndarray, sales_per_day: int) -> np.ndarray:
+        """The sale running at each time in ``t`` (epoch seconds), or -1."""
+        if self.sale_start.size == 0:
+            return np.full(t.shape, -1, dtype=np.int64)
+        slot_len = _DAY // sales_per_day
+        rel = t - self.start
+        day = rel // _DAY
+        slot = (rel % _DAY) // slot_len
+        k = day * sales_per_day + slot
+        valid = (rel >= 0) & (slot < sales_per_day) & (k < self.sale_start.size)
+        ks = np.where(valid, k, 0)
+        active = valid & (t >= self.sale_start[ks]) & (t < self.sale_end[ks])
+        return np.where(active, k, -1)
+
+    def on_sale(self, sale: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Whether each item is one of the items of the sale next to it (-1 = none)."""
+        if self._sale_keys.size == 0:
+            return np.zeros(sale.shape, dtype=bool)
+        keys = sale * self.num_items + items
+        pos = np.minimum(np.searchsorted(self._sale_keys, keys), self._sale_keys.size - 1)
+        member: np.ndarray = (sale >= 0) & (self._sale_keys[pos] == keys)
+        return member
+
+
+def _epoch_seconds(date: str) -> int:
+    return int(datetime.fromisoformat(date).replace(tzinfo=UTC).timestamp())
+
+
+def _zipf(n: int, exponent: float) -> np.ndarray:
+    w: np.ndarray = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** exponent
+    return w / float(w.sum())
+
+
+@functools.lru_cache(maxsize=4)
+def build_catalog(cfg: GeneratorConfig) -> Catalog:
+    """Build the world of ``cfg`` (items, successors, sales); same config, same world."""
+    rng = np.random.default_rng([cfg.seed, 0xCA7A])
+    n, c, b = cfg.num_items, cfg.num_categories, cfg.num_brands
+    popularity = _zipf(n, cfg.popularity_exponent)[rng.permutation(n)]
+    category = rng.choice(c, size=n, p=_zipf(c, 0.8))
+    category[rng.permutation(n)[:c]] = np.arange(c)  # every category has an item
+    brand = rng.choice(b, size=n, p=_zipf(b, 1.0))
+    base = rng.lognormal(np.log(30.0), 0.8, size=c)
+    price = np.round(np.clip(base[category] * rng.lognormal(0.0, 0.4, size=n), 0.5, 5000.0), 2)
+    by_category = _GroupSampler.build(category, popularity)
+
+    # Successors come from the item's own category, by popularity; an item that drew
+    # itself gets another item of its category (or, alone in it, any other item).
+    k = cfg.successors_per_item
+    own = np.repeat(np.arange(n), k)
+    succ = by_category.sample(category[own], rng.random(own.size))
+    clash = succ == own
+    succ[clash] = by_category.other(category[own[clash]], own[clash], rng.random(int(clash.sum())))
+    clash = succ == own
+    succ[clash] = (own[clash] + 1 + rng.integers(0, max(n - 1, 1), int(clash.sum()))) % n
+    weights = 0.35 ** np.arange(k)
+    successor_cdf = np.cumsum(weights / weights.sum())
+    successor_cdf[-1] = 1.0
+
+    start = _epoch_seconds(cfg.start_date)
+    num_sales = cfg.days * cfg.sales_per_day
+    if num_sales:
+        slot_len = _DAY // cfg.sales_per_day
+        sale = np.arange(num_sales)
+        slot_start = start + (sale // cfg.sales_per_day) * _DAY + (sale % cfg.sales_per_day) * slot_len
+        sale_start = slot_start + rng.integers(0, slot_len // 2, size=num_sales)
+        sale_end = sale_start + rng.integers(slot_len // 4, slot_len // 2 + 1, size=num_sales)
+        # Flash sales favour mid-popularity items too, not only the head.
+        sale_p = np.sqrt(popularity)
+        sale_p /= sale_p.sum()
+        sale_items = np.stack(
+            [np.sort(rng.choice(n, size=cfg.items_per_sale, replace=False, p=sale_p)) for _ in range(num_sales)]
+        )
+    else:
+        sale_start = sale_end = np.zeros(0, dtype=np.int64)
+        sale_items = np.zeros((0, cfg.items_per_sale), dtype=np.int64)
+    sale_keys = np.sort((np.arange(num_sales)[:, None] * n + sale_items).ravel())
+    cdf = np.cumsum(popularity)
+    cdf[-1] = 1.0
+    return Catalog(
+        category=category,
+        brand=brand,
+        price=price,
+        popularity=popularity,
+        successors=succ.reshape(n, k),
+        successor_cdf=successor_cdf,
+        sale_start=sale_start.astype(np.int64),
+        sale_end=sale_end.astype(np.int64),
+        sale_items=sale_items,
+        start=start,
+        _popularity_cdf=cdf,
+        _by_category=by_category,
+        _by_brand=_GroupSampler.build(brand, popularity),
+        _sale_keys=sale_keys,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def user_quotas(cfg: GeneratorConfig) -> np.ndarray:
+    """Events per user: heavy-tailed activity, summing to exactly ``num_events``.
+
+    Largest-remainder rounding of ``num_events`` shared in proportion to a capped
+    lognormal activity weight; users whose share rounds to zero have no events.
+    """
+    rng = np.random.default_rng([cfg.seed, 0x05E5])
+    w = np.minimum(rng.lognormal(0.0, 1.0, size=cfg.num_users), _MAX_ACTIVITY)
+    exact = cfg.num_events * w / w.sum()
+    quota: np.ndarray = np.floor(exact).astype(np.int64)
+    short = cfg.num_events - int(quota.sum())
+    if short:
+        quota[np.argsort(-(exact - quota), kind="stable")[:short]] += 1
+    return quota
+
+
+def num_blocks(cfg: GeneratorConfig) -> int:
+    """How many user blocks (independent random streams) ``cfg`` has."""
+    return math.ceil(cfg.num_users / BLOCK_USERS)
+
+
+# --------------------------------------------------------------------------- the shoppers
+
+
+@dataclass(frozen=True, eq=False)
+class Simulation:
+    """The events of one block, sorted by user then time (all arrays have one row per event).
+
+    Attributes:
+        user: global user index.
+        time: epoch seconds.
+        item: item index.
+        event: index into :data:`EVENT_TYPES`.
+        session: the user's session number (0, 1, ...).
+        price: price shown (discounted during a sale the item is in).
+        sale: sale index, or -1 outside a sale. A cart or purchase keeps the sale and
+            price of the view it follows, even when it lands just after the sale ends.
+    """
+
+    user: np.ndarray
+    time: np.ndarray
+    item: np.ndarray
+    event: np.ndarray
+    session: np.ndarray
+    price: np.ndarray
+    sale: np.ndarray
+
+
+def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
+    """Simulate the users of ``block`` (``BLOCK_USERS`` consecutive user indices).
+
+    Vectorised over the block's users: each loop iteration is one step (one item
+    viewed, perhaps carted and bought) of every user who still has events to make.
+    """
+    cat = build_catalog(cfg)
+    quotas = user_quotas(cfg)
+    users = np.arange(block * BLOCK_USERS, min((block + 1) * BLOCK_USERS, cfg.num_users))
+    quota = quotas[users]
+    rng = np.random.default_rng([cfg.seed, 0xB10C, block])
+    m = users.size
+    span = cfg.days * _DAY
+
+    fav = cat.category[cat.popular(rng.random((2, m)))]
+    fav_brand = cat.brand[cat.in_category(fav[0], rng.random(m))]
+    sessions = np.maximum(1, np.ceil(quota / (1.15 * _MEAN_SESSION_STEPS)))
+    mean_gap = span / (sessions + 1.0)
+    t = cat.start + (rng.random(m) * mean_gap).astype(np.int64)
+    session = np.full(m, -1, dtype=np.int64)
+    steps_left = np.zeros(m, dtype=np.int64)
+    prev = np.full(m, -1, dtype=np.int64)
+    left = quota.copy()
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "time", "item", "event", "session", "price", "sale")}
+
+    def emit(
+        rows: np.ndarray, times: np.ndarray, items: np.ndarray, event: int, prices: np.ndarray, sales: np.ndarray
+    ) -> None:
+        out["user"].append(rows)
+        out["time"].append(times)
+        out["item"].append(items)
+        out["event"].append(np.full(rows.size, event, dtype=np.int8))
+        out["session"].append(session[rows])
+        out["price"].append(prices)
+        out["sale"].append(sales)
+
+    while True:
+        idx = np.flatnonzero(left > 0)
+        if idx.size == 0:
+            break
+        a = idx.size
+        # New sessions start after a gap longer than the sessionization threshold.
+        new = idx[steps_left[idx] == 0]
+        if new.size:
+            gap = _SESSION_GAP_MIN_S + rng.exponential(mean_gap[new]).astype(np.int64)
+            t[new] += np.where(session[new] >= 0, gap, 0)
+            session[new] += 1
+            prev[new] = -1
+            steps_left[new] = rng.geometric(1.0 / _MEAN_SESSION_STEPS, size=new.size)
+
+        now = t[idx]
+        p = prev[idx]
+        u_src, u_pick, u_fav = rng.random((3, a))
+        sale_now = cat.active_sale(now, cfg.sales_per_day)
+        follow = (p >= 0) & (u_src < cfg.follow_probability)
+        # Among the rest: the running sale, a favourite category, the favourite brand,
+        # or global popularity; u_src is reused, rescaled to [0, 1).
+        v = np.where(
+            follow, 0.0, (u_src - cfg.follow_probability * (p >= 0)) / (1.0 - cfg.follow_probability * (p >= 0))
+        )
+        sale_p = np.where(sale_now >= 0, _P_SALE, 0.0)
+        to_sale = ~follow & (v < sale_p)
+        to_cat = ~follow & ~to_sale & (v < sale_p + _P_CATEGORY)
+        to_brand = ~follow & ~to_sale & ~to_cat & (v < sale_p + _P_CATEGORY + _P_BRAND)
+        item = cat.popular(u_pick)
+        if follow.any():
+            slot = np.searchsorted(cat.successor_cdf, u_pick[follow], side="right")
+            item[follow] = cat.successors[p[follow], np.minimum(slot, cat.successors.shape[1] - 1)]
+        if to_sale.any():
+            col = (u_pick[to_sale] * cfg.items_per_sale).astype(np.int64)
+            item[to_sale] = cat.sale_items[sale_now[to_sale], col]
+        if to_cat.any():
+            rows = idx[to_cat]
+            which = np.where(u_fav[to_cat] < _P_FIRST_CATEGORY, fav[0, rows], fav[1, rows])
+            item[to_cat] = cat.in_category(which, u_pick[to_cat])
+        if to_brand.any():
+            item[to_brand] = cat.of_brand(fav_brand[idx[to_brand]], u_pick[to_brand])
+        repeat = item == p
+        if repeat.any():  # a shopper moves on; a second look at once would collapse anyway
+            item[repeat] = cat.popular(rng.random(int(repeat.sum())))
+
+        on_sale = cat.on_sale(sale_now, item)
+        sale_of = np.where(on_sale, sale_now, -1)
+        price = np.where(on_sale, np.round(cat.price[item] * (1.0 - _SALE_DISCOUNT), 2), cat.price[item])
+        u_cart, u_buy = rng.random((2, a))
+        cart = u_cart < np.where(on_sale, _P_CART_SALE, _P_CART)
+        buy = cart & (u_buy < _P_PURCHASE)
+        t_cart = now + rng.integers(5, 121, size=a)
+        t_buy = t_cart + rng.integers(10, 301, size=a)
+
+        emit(idx, now, item, 0, price, sale_of)
+        emit(idx[cart], t_cart[cart], item[cart], 1, price[cart], sale_of[cart])
+        emit(idx[buy], t_buy[buy], item[buy], 2, price[buy], sale_of[buy])
+
+        last = np.where(buy, t_buy, np.where(cart, t_cart, now))
+        dwell = np.minimum(1 + rng.exponential(_MEAN_DWELL_S, size=a).astype(np.int64), _MAX_DWELL_S)
+        t[idx] = last + dwell
+        prev[idx] = item
+        steps_left[idx] -= 1
+        left[idx] -= 1 + cart + buy
+
+    cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
+    # Within a user, append order is time order; a stable sort by user keeps it.
+    order = np.argsort(cols["user"], kind="stable")
+    local = cols["user"][order]
+    first = np.searchsorted(local, local, side="left")
+    keep = order[(np.arange(local.size) - first) < quota[local]]  # trim the funnel's overshoot
+    return Simulation(
+        user=users[cols["user"][keep]] if keep.size else np.zeros(0, dtype=np.int64),
+        time=cols["time"][keep].astype(np.int64),
+        item=cols["item"][keep].astype(np.int64),
+        event=cols["event"][keep].astype(np.int8),
+        session=cols["session"][keep].astype(np.int64),
+        price=cols["price"][keep].astype(np.float64),
+        sale=cols["sale"][keep].astype(np.int64),
+    )
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+@functools.lru_cache(maxsize=4)
+def _names(cfg: GeneratorConfig) -> dict[str, pa.Array]:
+    import pyarrow as pa
+
+    return {
+        "item": pa.array([f"i{i}" for i in range(cfg.num_items)], pa.string()),
+        "category": pa.array([f"cat_{i:03d}" for i in range(cfg.num_categories)], pa.string()),
+        "brand": pa.array([f"brand_{i:04d}" for i in range(cfg.num_brands)], pa.string()),
+        "sale": pa.array([f"sale_{d:04d}_{s}" for d in range(cfg.days) for s in range(cfg.sales_per_day)], pa.string()),
+        "event": pa.array(list(EVENT_TYPES), pa.string()),
+    }
+
+
+def _to_arrow(cfg: GeneratorConfig, sim: Simulation, tz: str) -> pa.RecordBatch:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cat = build_catalog(cfg)
+    names = _names(cfg)
+    first = int(sim.user.min()) if sim.user.size else 0
+    user_names = pa.array([f"u{u}" for u in range(first, int(sim.user.max()) + 1 if sim.user.size else 0)])
+    user_id = user_names.take(pa.array(sim.user - first))
+    if cfg.session_ids:
+        session_id = pc.binary_join_element_wise(user_id, pc.cast(pa.array(sim.session), pa.string()), "-s")
+    else:
+        session_id = pa.nulls(sim.user.size, pa.string())
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(sim.time * 1_000_000, pa.timestamp("us", tz=tz)),
+            user_id,
+            names["item"].take(pa.array(sim.item)),
+            names["event"].take(pa.array(sim.event)),
+            session_id,
+            names["category"].take(pa.array(cat.category[sim.item])),
+            names["brand"].take(pa.array(cat.brand[sim.item])),
+            pa.array(sim.price, pa.float64()),
+            names["sale"].take(pa.array(sim.sale, mask=sim.sale < 0)),
+        ],
+        names=["event_time", "user_id", "item_id", "event_type", "session_id", "category", "brand", "price", "sale_id"],
+    )
+
+
+def _generate_partition(cfg: GeneratorConfig, tz: str, batches: Iterator[Any]) -> Iterator[Any]:
+    for batch in batches:
+        for block in batch.column(0).to_numpy():
+            rb = _to_arrow(cfg, simulate_block(cfg, int(block)), tz)
+            for offset in range(0, rb.num_rows, _BATCH_ROWS):
+                yield rb.slice(offset, _BATCH_ROWS)
+
+
+def generate_events(spark: SparkSession, cfg: GeneratorConfig, *, num_partitions: int | None = None) -> DataFrame:
+    """The events of ``cfg`` as a Spark DataFrame with the raw event schema.
+
+    Args:
+        spark: the session.
+        cfg: the ``[generator]`` section.
+        num_partitions: Spark partitions to spread the user blocks over; by default
+            about one per million events, at least the default parallelism. It does
+            not change the result.
+
+    Returns:
+        A lazy DataFrame; nothing runs until it is written or counted.
+    """
+    blocks = num_blocks(cfg)
+    if num_partitions is None:
+        num_partitions = max(spark.sparkContext.defaultParallelism, math.ceil(cfg.num_events / 1_000_000))
+    num_partitions = max(1, min(num_partitions, blocks))
+    tz = spark.conf.get("spark.sql.session.timeZone") or "UTC"
+    fn = functools.partial(_generate_partition, cfg, tz)
+    return spark.range(0, blocks, 1, num_partitions).mapInArrow(fn, EVENTS_DDL)
