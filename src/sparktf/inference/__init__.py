@@ -1,0 +1,38 @@
+"""Batch inference on Spark and the ``recommend`` SQL function.
+
+* :mod:`~sparktf.inference.batch`: user contexts from the features and the Spark job
+  that writes top-K recommendations for every user.
+* :mod:`~sparktf.inference.sql`: ``recommend(user_id, k)`` for Spark SQL.
+* :mod:`~sparktf.inference.resolve`: which model export to use (registry URI, path,
+  latest export).
+* :mod:`~sparktf.inference.stages`: the pipeline stages ``index`` and ``recommend``.
+
+Names resolve on first use, so importing this package loads neither Spark nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BatchCounters": "batch",
+    "recommend_batch": "batch",
+    "recommend_local": "batch",
+    "user_contexts": "batch",
+    "register_recommend": "sql",
+    "register_recommend_from_config": "sql",
+    "ModelRef": "resolve",
+    "resolve_model": "resolve",
+    "index_stage": "stages",
+    "recommend_stage": "stages",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sparktf.inference' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"sparktf.inference.{module}"), name)
