@@ -56,7 +56,7 @@ from pyspark.sql.datasource import (
 )
 
 from sparktf.errors import SchemaError, TFRecordError
-from sparktf.tfrecord import codec, files
+from sparktf.tfrecord import codec, encode, files, wire
 from sparktf.tfrecord import format as fmt
 from sparktf.tfrecord.schema import (
     CORRUPT_RECORD_COLUMN,
@@ -339,7 +339,7 @@ def _decode_batch(
     starts, ends, offsets = spans.starts[lo:hi], spans.ends[lo:hi], spans.record_offsets[lo:hi]
     n = starts.size
     if opts.record_type == "ByteArray":
-        data, offs = codec._gather(buf, starts, ends)
+        data, offs = wire.gather(buf, starts, ends)
         columns = [
             pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offs.astype(np.int32)), pa.py_buffer(data)])
         ]
@@ -421,7 +421,7 @@ def _assemble(
 def _default(t: pa.DataType) -> Any:
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return []
-    return codec._default_scalar(t)
+    return codec.default_scalar(t)
 
 
 def _partition_column(f: pa.Field, value: str | None, n: int) -> pa.Array:
@@ -586,7 +586,7 @@ def _encode(batch: pa.RecordBatch, specs: tuple[FeatureSpec, ...], record_type: 
                 "a record cannot be null.",
                 hint="Filter the nulls out first.",
             )
-        offs, data = codec._binary_parts(col)
+        offs, data = encode.binary_parts(col)
         return fmt.frame(data, offs)
     buf, offs = codec.encode_examples(batch, specs, record_type)
     return fmt.frame(buf, offs)
