@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +219,8 @@ def test_static_registration_module_finds_the_source() -> None:
 
     from pyspark.sql.worker import lookup_data_sources
 
+    # What Spark runs in a Python worker to find data sources for sessions that
+    # never called register(): it must find ours under its name.
     out = io.BytesIO()
     lookup_data_sources._main(io.BytesIO(), out)
     assert b"tfrecord" in out.getvalue()
-    assert os.environ.get("PYSPARK_PYTHON")
