@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sparktf.errors import TFRecordError
 from sparktf.tfrecord.encode import encode_examples
 from sparktf.tfrecord.schema import KIND_BYTES, KIND_FLOAT, KIND_INT64, KIND_NAMES, FeatureSpec
 from sparktf.tfrecord.wire import (
@@ -603,8 +602,3 @@ def observe_features(
             slot = (name, int(k), depth)
             seen[slot] = max(seen.get(slot, 0), int(c))
     return [(name, kind, depth, count) for (name, kind, depth), count in seen.items()]
-
-
-def check_record_type(record_type: str) -> None:
-    if record_type not in ("Example", "SequenceExample"):
-        raise TFRecordError(f"The codec handles Example and SequenceExample, not {record_type!r}.")
