@@ -51,6 +51,10 @@ class RecommenderMixin:
     def _init_catalog(self, catalog: Catalog, params: ModelParams) -> None:
         self.params = params
         self.catalog = catalog
+        # train_step returns metric results, which are already global (sync-on-read);
+        # tf-keras's default "auto" = "sum" would add them up once more per worker
+        # under MultiWorkerMirroredStrategy (a 2-worker run logged twice the loss).
+        self.distribute_reduction_method = "first"
         self.target_lookup = item_lookup(catalog.item_ids.tolist(), name="target_lookup")
 
     def prepare(self, features: dict[str, Any]) -> dict[str, Any]:
