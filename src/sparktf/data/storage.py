@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["delete", "exists", "fingerprint", "read_text", "write_text"]
+__all__ = ["delete", "exists", "fingerprint", "write_text"]
 
 
 def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -31,11 +31,6 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
         out.write(bytearray(text.encode("utf-8")))
     finally:
         out.close()
-
-
-def read_text(spark: SparkSession, path: str) -> str:
-    """The UTF-8 text of the file at ``path``."""
-    return "\n".join(row.value for row in spark.read.text(path, wholetext=True).collect())
 
 
 def exists(spark: SparkSession, path: str) -> bool:

@@ -114,10 +114,6 @@ class ValidationReport:
 # --------------------------------------------------------------------------- rules
 
 
-def _is_type(dtype: DataType, *names: str) -> bool:
-    return type(dtype).__name__ in names
-
-
 def _numeric(dtype: DataType) -> bool:
     from pyspark.sql.types import NumericType
 
@@ -126,13 +122,18 @@ def _numeric(dtype: DataType) -> bool:
 
 def _text(c: Column, dtype: DataType) -> Column:
     """The raw value as text (what the quarantine shows)."""
-    return c if _is_type(dtype, "StringType") else c.cast("string")
+    from pyspark.sql.types import StringType
+
+    return c if isinstance(dtype, StringType) else c.cast("string")
 
 
-def _blank(text: Column) -> Column:
+def _missing(c: Column, dtype: DataType) -> Column:
+    """Null, or blank text. Typed values are only checked for null: formatting every
+    timestamp or number as text just to test it would cost a pass of its own."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
 
-    return text.isNull() | (F.trim(text) == "")
+    return c.isNull() | (F.trim(c) == "") if isinstance(dtype, StringType) else c.isNull()
 
 
 def _epoch(x: Column) -> Column:
@@ -150,10 +151,11 @@ def _epoch(x: Column) -> Column:
 
 def _parse_time(c: Column, dtype: DataType) -> Column:
     from pyspark.sql import functions as F
+    from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
-    if _is_type(dtype, "TimestampType"):
+    if isinstance(dtype, TimestampType):
         return c
-    if _is_type(dtype, "TimestampNTZType", "DateType"):
+    if isinstance(dtype, TimestampNTZType | DateType):
         return c.cast("timestamp")
     if _numeric(dtype):
         return _epoch(c.cast("double"))
@@ -205,8 +207,8 @@ def classify(raw: DataFrame, cfg: DataConfig) -> DataFrame:
     price = _parse_price(g["price"], types["price"])
     lo = F.lit(cfg.min_event_time).cast("timestamp")
     hi = F.lit(cfg.max_event_time).cast("timestamp")
-    missing = [F.when(_blank(text[k]), F.lit(k)) for k in KEY_COLUMNS]
-    price_given = ~_blank(text["price"])
+    absent = {k: _missing(g[k], types[k]) for k in (*KEY_COLUMNS, "price")}
+    price_given = ~absent["price"]
     allowed = ", ".join(cfg.event_types)
 
     def quoted(c: Column) -> Column:
@@ -220,8 +222,10 @@ def classify(raw: DataFrame, cfg: DataConfig) -> DataFrame:
         ),
         (
             "missing_key",
-            functools.reduce(operator.or_, [_blank(text[k]) for k in KEY_COLUMNS]),
-            F.concat(F.concat_ws(", ", *missing), F.lit(" is null or blank")),
+            functools.reduce(operator.or_, [absent[k] for k in KEY_COLUMNS]),
+            F.concat(
+                F.concat_ws(", ", *[F.when(absent[k], F.lit(k)) for k in KEY_COLUMNS]), F.lit(" is null or blank")
+            ),
         ),
         (
             "bad_timestamp",
