@@ -259,11 +259,11 @@ class GeneratorConfig(_Section):
 
     _section: typing.ClassVar[str] = "generator"
 
-    num_events: int = 1_000_000
-    num_users: int = 20_000
-    num_items: int = 5_000
-    num_categories: int = 40
-    num_brands: int = 200
+    num_events: int = 200_000
+    num_users: int = 6_000
+    num_items: int = 1_500
+    num_categories: int = 20
+    num_brands: int = 100
     days: int = 30
     sales_per_day: int = 3
     items_per_sale: int = 50
@@ -384,7 +384,7 @@ class TrainConfig(_Section):
     max_restarts: int = 2
     backup_every_steps: int = 0
     launch_timeout_s: float = 120.0
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 512
     learning_rate: float = 0.005
     lr_decay: float = 0.9
