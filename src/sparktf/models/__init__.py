@@ -7,7 +7,7 @@ Import TensorFlow only through the submodules.
 
 from __future__ import annotations
 
-__all__ = ["Catalog", "build_model", "export_model", "load_exported"]
+__all__ = ["Catalog", "ModelParams", "build_model", "export_model", "load_exported"]
 
 
 def __getattr__(name: str) -> object:
@@ -15,6 +15,10 @@ def __getattr__(name: str) -> object:
         from sparktf.models.catalog import Catalog
 
         return Catalog
+    if name == "ModelParams":
+        from sparktf.models.base import ModelParams
+
+        return ModelParams
     if name == "build_model":
         from sparktf.models.factory import build_model
 
