@@ -356,7 +356,24 @@ def _load_ids(path: str, num_items: int) -> np.ndarray:
 # --------------------------------------------------------------------------- brute force
 
 
-class BruteForceIndex:
+class _Catalogue:
+    """The id side both indexes share: raw ids in catalogue order and their positions."""
+
+    ids: np.ndarray
+    _positions: dict[str, int] | None
+
+    @property
+    def num_items(self) -> int:
+        return len(self.ids)
+
+    def positions(self) -> dict[str, int]:
+        """Item id → catalogue position (built on first use)."""
+        if self._positions is None:
+            self._positions = {x: i for i, x in enumerate(self.ids.tolist())}
+        return self._positions
+
+
+class BruteForceIndex(_Catalogue):
     """Exact inner-product search.
 
     Args:
@@ -374,16 +391,6 @@ class BruteForceIndex:
         self.dim = int(self.embeddings.shape[1])
         self.info: dict[str, Any] = dict(info or {})
         self._positions: dict[str, int] | None = None
-
-    @property
-    def num_items(self) -> int:
-        return len(self.ids)
-
-    def positions(self) -> dict[str, int]:
-        """Item id → catalogue position (built on first use)."""
-        if self._positions is None:
-            self._positions = {x: i for i, x in enumerate(self.ids.tolist())}
-        return self._positions
 
     def search(
         self, queries: np.ndarray, k: int, exclude: Sequence[Sequence[str]] | None = None
@@ -491,7 +498,7 @@ def _scann() -> Any:
     return scann_ops_pybind
 
 
-class ScannIndex:
+class ScannIndex(_Catalogue):
     """ScaNN (pybind) over the item embeddings. Build with :meth:`build` or :func:`build_index`.
 
     Args:
@@ -558,16 +565,6 @@ class ScannIndex:
             ) from exc
         built = {"build_seconds": round(time.perf_counter() - t0, 3), **dict(info or {})}
         return cls(searcher, item_ids, emb.shape[1], p, built)
-
-    @property
-    def num_items(self) -> int:
-        return len(self.ids)
-
-    def positions(self) -> dict[str, int]:
-        """Item id → catalogue position (built on first use)."""
-        if self._positions is None:
-            self._positions = {x: i for i, x in enumerate(self.ids.tolist())}
-        return self._positions
 
     def search(
         self,
