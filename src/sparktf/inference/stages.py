@@ -363,11 +363,12 @@ def recommend_stage(cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
         writer.save(out_path)
     job_seconds = time.perf_counter() - t_job
     stats = counters.values()
+    cold_note = " (including starting the Python workers and loading the model)" if stats["model_loads"] else ""
     register_recommend(spark, ref.path, index_dir, ctx_path, threads_per_worker=bc.threads_per_worker)
     print(
         f"Recommendations: {stats['users']} users ({cold} without history), {stats['rows']} rows, "
         f"{stats['short_users']} users with fewer than {bc.k} items left, model {ref.version}, loaded "
-        f"{stats['model_loads']} time(s); {stats['users'] / max(job_seconds, 1e-9):.0f} users/s. "
+        f"{stats['model_loads']} time(s); {stats['users'] / max(job_seconds, 1e-9):.0f} users/s{cold_note}. "
         f"Written to {out_path}" + (f" and table {bc.table}" if bc.table else "") + "."
     )
     return {
