@@ -197,7 +197,11 @@ def _print_summary(cfg: Config, context: dict[str, Any], seconds: float) -> None
             why = (
                 "passed every gate check"
                 if not v.get("failed_checks")
-                else "failed: " + "; ".join(str(c.get("check") or c.get("metric") or c) for c in v["failed_checks"])
+                else "failed: "
+                + "; ".join(
+                    f"{c.get('metric')} [{c.get('slice', 'overall')}] {c.get('detail') or c.get('check')}"
+                    for c in v["failed_checks"]
+                )
             )
             lines.append(f"  {v.get('model')}: version {v.get('version')} {v.get('outcome')} ({why})")
         console.print(f"[bold]Registry[/] {reg.get('registered_model')}: champion = version {reg.get('champion')}")
