@@ -199,7 +199,7 @@ def _print_summary(cfg: Config, context: dict[str, Any], seconds: float) -> None
                 if not v.get("failed_checks")
                 else "failed: "
                 + "; ".join(
-                    f"{c.get('metric')} [{c.get('slice', 'overall')}] {c.get('detail') or c.get('check')}"
+                    f"{c.get('metric')} ({c.get('slice', 'overall')}): {c.get('detail') or c.get('check')}"
                     for c in v["failed_checks"]
                 )
             )
