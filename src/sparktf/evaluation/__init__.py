@@ -12,8 +12,7 @@ Spark.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sparktf._lazy import lazy_exports
 
 _EXPORTS = {
     "EvaluationResult": "metrics",
@@ -32,11 +31,4 @@ _EXPORTS = {
     "print_report": "report",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparktf.evaluation' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sparktf.evaluation.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

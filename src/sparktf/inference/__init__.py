@@ -12,8 +12,7 @@ Names resolve on first use, so importing this package loads neither Spark nor Te
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sparktf._lazy import lazy_exports
 
 _EXPORTS = {
     "BatchCounters": "batch",
@@ -28,11 +27,4 @@ _EXPORTS = {
     "recommend_stage": "stages",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparktf.inference' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sparktf.inference.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -12,8 +12,7 @@ Names are resolved on first use, so importing this package loads no MLflow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sparktf._lazy import lazy_exports
 
 _EXPORTS = {
     "Check": "gate",
@@ -33,11 +32,4 @@ _EXPORTS = {
     "load_model": "load",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparktf.registry' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sparktf.registry.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -14,8 +14,7 @@ Names resolve on first use, so importing this package loads neither numpy nor Sc
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from sparktf._lazy import lazy_exports
 
 _EXPORTS = {
     "AnnIndex": "index",
@@ -30,11 +29,4 @@ _EXPORTS = {
     "export_tfrs_scann": "tfrs_export",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sparktf.retrieval' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sparktf.retrieval.{module}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
