@@ -252,6 +252,11 @@ class GeneratorConfig(_Section):
         successors_per_item: items each item leads to (within its category).
         follow_probability: chance that the next view in a session is a successor of
             the current item; 0 removes the sequential structure.
+        back_probability: chance that, after following a successor, the shopper goes
+            back to the page they came from and opens another of its successors: the
+            next item then depends on the item *before* the current one, which no
+            last-item statistic can see. ``follow_probability + back_probability``
+            is at most 0.95.
         session_ids: write the generator's session ids; off by default, so the feature
             stage's sessionization recovers them from the 30-minute gaps.
         seed: same seed and config, same events, whatever the Spark partitioning.
@@ -271,6 +276,7 @@ class GeneratorConfig(_Section):
     start_date: str = "2026-01-01"
     successors_per_item: int = 3
     follow_probability: float = 0.6
+    back_probability: float = 0.2
     session_ids: bool = False
     seed: int = 42
 
@@ -278,6 +284,11 @@ class GeneratorConfig(_Section):
         self._require("num_events", 10_000 <= self.num_events <= 1_000_000_000, "between 10,000 and 1,000,000,000")
         self._require("successors_per_item", 1 <= self.successors_per_item <= 20, "between 1 and 20")
         self._require("follow_probability", 0.0 <= self.follow_probability <= 0.95, "a probability between 0 and 0.95")
+        self._require(
+            "back_probability",
+            0.0 <= self.back_probability <= 0.95 - self.follow_probability,
+            f"a probability between 0 and 0.95 - follow_probability ({0.95 - self.follow_probability:.2f})",
+        )
         for name in ("num_users", "num_items", "num_categories", "num_brands", "days"):
             self._require(name, getattr(self, name) >= 1, "a positive integer")
         self._require(

@@ -150,3 +150,24 @@ def test_without_successor_following_the_signal_is_gone() -> None:
     flat = simulate_block(dataclasses.replace(SMALL, follow_probability=0.0), 0)
     successor, popular = _next_item_hits(flat)
     assert successor < 1.2 * popular  # no better than "most popular"
+
+
+def _sibling_share(sim: Simulation, cfg: GeneratorConfig) -> float:
+    """Share of views after a followed successor (B after A) that are another successor of A."""
+    succ = build_catalog(cfg).successors
+    v = sim.event == VIEW
+    user, item, session = sim.user[v], sim.item[v], sim.session[v]
+    same = (user[2:] == user[:-2]) & (session[2:] == session[:-2])
+    a, b, c = item[:-2][same], item[1:-1][same], item[2:][same]
+    followed = (succ[a] == b[:, None]).any(axis=1)
+    sibling = (succ[a] == c[:, None]).any(axis=1) & (c != b)
+    return float(sibling[followed].mean())
+
+
+def test_back_navigation_makes_the_item_before_the_last_one_matter(sim: Simulation) -> None:
+    # With back navigation, what follows B (reached from A) is often another of A's
+    # successors: structure that B alone does not determine.
+    without = dataclasses.replace(SMALL, back_probability=0.0)
+    with_back, no_back = _sibling_share(sim, SMALL), _sibling_share(simulate_block(without, 0), without)
+    assert with_back > no_back + 0.5 * SMALL.back_probability
+    assert no_back < 0.15  # what remains is chance: siblings are also popular items of the category

@@ -11,6 +11,12 @@ learn. This one builds a small world and simulates shoppers in it:
   ``generator.successors_per_item`` successors in its own category, and a shopper
   follows one of them with probability ``generator.follow_probability``, so
   P(next | current) is far above popularity;
+* back navigation: a shopper who followed a successor goes back to the page they
+  came from and opens another of its successors with probability
+  ``generator.back_probability``. Real shoppers compare the items one page
+  offers; in the data it is second-order structure (the next item depends on the
+  one before the current one) that a last-item Markov chain cannot see and a
+  sequence model can;
 * per-user affinity for two categories and one brand;
 * daily flash sales that open ``items_per_sale`` items at a discount for a window
   of a few hours; shoppers are drawn to them and buy more while they run;
@@ -343,6 +349,7 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
     session = np.full(m, -1, dtype=np.int64)
     steps_left = np.zeros(m, dtype=np.int64)
     prev = np.full(m, -1, dtype=np.int64)
+    origin = np.full(m, -1, dtype=np.int64)  # the item whose successors the current one came from
     left = quota.copy()
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "time", "item", "event", "session", "price", "sale")}
 
@@ -369,26 +376,36 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
             t[new] += np.where(session[new] >= 0, gap, 0)
             session[new] += 1
             prev[new] = -1
+            origin[new] = -1
             steps_left[new] = rng.geometric(1.0 / _MEAN_SESSION_STEPS, size=new.size)
 
         now = t[idx]
         p = prev[idx]
         u_src, u_pick, u_fav = rng.random((3, a))
         sale_now = cat.active_sale(now, cfg.sales_per_day)
-        follow = (p >= 0) & (u_src < cfg.follow_probability)
+        o = origin[idx]
+        p_follow = np.where(p >= 0, cfg.follow_probability, 0.0)
+        p_back = np.where((p >= 0) & (o >= 0), cfg.back_probability, 0.0)
+        follow = u_src < p_follow
+        back = ~follow & (u_src < p_follow + p_back)
+        moved = follow | back
         # Among the rest: the running sale, a favourite category, the favourite brand,
         # or global popularity; u_src is reused, rescaled to [0, 1).
-        v = np.where(
-            follow, 0.0, (u_src - cfg.follow_probability * (p >= 0)) / (1.0 - cfg.follow_probability * (p >= 0))
-        )
+        v = np.where(moved, 0.0, (u_src - p_follow - p_back) / (1.0 - p_follow - p_back))
         sale_p = np.where(sale_now >= 0, _P_SALE, 0.0)
-        to_sale = ~follow & (v < sale_p)
-        to_cat = ~follow & ~to_sale & (v < sale_p + _P_CATEGORY)
-        to_brand = ~follow & ~to_sale & ~to_cat & (v < sale_p + _P_CATEGORY + _P_BRAND)
+        to_sale = ~moved & (v < sale_p)
+        to_cat = ~moved & ~to_sale & (v < sale_p + _P_CATEGORY)
+        to_brand = ~moved & ~to_sale & ~to_cat & (v < sale_p + _P_CATEGORY + _P_BRAND)
         item = cat.popular(u_pick)
+        k = cat.successors.shape[1]
         if follow.any():
             slot = np.searchsorted(cat.successor_cdf, u_pick[follow], side="right")
-            item[follow] = cat.successors[p[follow], np.minimum(slot, cat.successors.shape[1] - 1)]
+            item[follow] = cat.successors[p[follow], np.minimum(slot, k - 1)]
+        if back.any():
+            # Another successor of the origin page; the one already open is skipped.
+            slot = np.minimum(np.searchsorted(cat.successor_cdf, u_pick[back], side="right"), k - 1)
+            pick = cat.successors[o[back], slot]
+            item[back] = np.where(pick == p[back], cat.successors[o[back], (slot + 1) % k], pick)
         if to_sale.any():
             col = (u_pick[to_sale] * cfg.items_per_sale).astype(np.int64)
             item[to_sale] = cat.sale_items[sale_now[to_sale], col]
@@ -401,6 +418,7 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
         repeat = item == p
         if repeat.any():  # a shopper moves on; a second look at once would collapse anyway
             item[repeat] = cat.popular(rng.random(int(repeat.sum())))
+        origin[idx] = np.where(repeat, -1, np.where(follow, p, np.where(back, o, -1)))
 
         on_sale = cat.on_sale(sale_now, item)
         sale_of = np.where(on_sale, sale_now, -1)
