@@ -385,6 +385,11 @@ class TrainConfig(_Section):
         max_restarts: relaunches of all workers after one is lost or killed.
         backup_every_steps: training-state backup frequency in steps; 0 backs up every epoch.
         launch_timeout_s: how long to wait for free task slots and for every worker to start.
+
+    Model attributes (see :class:`sparktf.models.ModelParams`):
+        tie_embeddings: the sequential model scores items with its input embeddings;
+            false gives it a separate output table (next-item transitions are not
+            symmetric, and a separate table can say so).
     """
 
     _section: typing.ClassVar[str] = "train"
@@ -399,11 +404,12 @@ class TrainConfig(_Section):
     batch_size: int = 512
     learning_rate: float = 0.005
     lr_decay: float = 0.9
-    embedding_dim: int = 64
+    embedding_dim: int = 128
     rnn: Literal["gru", "lstm"] = "gru"
-    dropout: float = 0.1
+    dropout: float = 0.3
     softmax: Literal["full", "sampled"] = "full"
     num_sampled: int = 1000
+    tie_embeddings: bool = False
     two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
     temperature: float = 0.05
     early_stopping_patience: int = 2

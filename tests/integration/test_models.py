@@ -66,20 +66,32 @@ def _hr_at_10(model: Any, rows: list[tuple[str, list[str], str]]) -> float:
     return float(np.mean([t in row for t, row in zip(targets, top, strict=True)]))
 
 
-@pytest.mark.parametrize("kind", ["sequential", "two_tower"])
-def test_model_learns_the_next_item_and_exports_raw_id_serving(kind: str, catalog: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("sequential", {}),
+        ("sequential", {"tie_embeddings": False}),
+        ("two_tower", {}),
+    ],
+)
+def test_model_learns_the_next_item_and_exports_raw_id_serving(
+    kind: str, options: dict[str, Any], catalog: Any, tmp_path: Path
+) -> None:
     from sparktf.models.base import ModelParams, make_optimizer
     from sparktf.models.export import export_model, load_exported
     from sparktf.models.factory import build_model
 
     train, test = _examples(1), _examples(2, users=100)
-    model = build_model(catalog, ModelParams(kind=kind, embedding_dim=32, seed=3))
+    model = build_model(catalog, ModelParams(kind=kind, embedding_dim=32, seed=3, **options))  # type: ignore[arg-type]
     model.compile(optimizer=make_optimizer(0.01, 0.9, 20))
     model.fit(_dataset(train).shuffle(5000, seed=1).batch(256), epochs=4, verbose=0)
 
     # Popularity cannot exceed ~10/200 here; the successor structure gives far more.
     hr = _hr_at_10(model, test)
     assert hr > 0.3, hr
+    # Validation ranks the whole catalogue (what early stopping watches), like this test.
+    logs = model.evaluate(_dataset(test).batch(128), return_dict=True, verbose=0)
+    assert logs["hr_at_10"] == pytest.approx(hr, abs=0.02)
 
     export = export_model(model, str(tmp_path / kind), version=1, k=10)
     users = ["u1", "nobody"]  # an unknown user maps to the OOV index instead of failing
@@ -122,3 +134,22 @@ def test_two_tower_factorized_top_k_over_the_catalogue(catalog: Any) -> None:
     # Cross-check the TFRS metric against a brute-force rank of the same scores.
     assert got["factorized_top_k/top_10_categorical_accuracy"] == pytest.approx(_hr_at_10(model, rows[:300]), abs=1e-6)
     assert got["factorized_top_k/top_10_categorical_accuracy"] <= got["factorized_top_k/top_100_categorical_accuracy"]
+
+
+def test_catalogue_hits_match_a_numpy_rank_whatever_the_chunk() -> None:
+    from sparktf.models.base import catalogue_hits
+    from sparktf.models.layers import tf
+
+    rng = np.random.default_rng(0)
+    q, items = rng.normal(size=(64, 8)).astype(np.float32), rng.normal(size=(1000, 8)).astype(np.float32)
+    target = rng.integers(0, 1000, size=64)
+    scores = q @ items.T
+    target[3:20] = np.argsort(-scores[3:20], axis=1)[:, 9]  # exactly 10th: still a hit
+    target[20:30] = np.argsort(-scores[20:30], axis=1)[:, 10]  # 11th: a miss
+    target[:3] = -1  # out of vocabulary: a miss
+    own = scores[np.arange(64), np.maximum(target, 0)]
+    expected = ((scores >= own[:, None]).sum(axis=1) - 1 < 10) & (target >= 0)
+    assert expected[3:20].all() and not expected[20:30].any() and not expected[:3].any()
+    for chunk in (7, 128, 1000, 5000):
+        got = catalogue_hits(tf.constant(q), tf.constant(items), tf.constant(target, tf.int32), k=10, chunk=chunk)
+        np.testing.assert_array_equal(got.numpy(), expected.astype(np.float32))

@@ -17,7 +17,7 @@ import numpy as np
 from sparktf.models.catalog import Catalog
 from sparktf.models.layers import ITEM_OFFSET, item_lookup, keras, pad_history, tf
 
-__all__ = ["QUERY_FEATURES", "TARGET_FEATURES", "ModelParams", "RecommenderMixin"]
+__all__ = ["QUERY_FEATURES", "TARGET_FEATURES", "ModelParams", "RecommenderMixin", "catalogue_hits"]
 
 QUERY_FEATURES = ("user_id", "history")
 TARGET_FEATURES = ("target", "target_category", "target_brand", "target_price_bucket")
@@ -28,12 +28,13 @@ class ModelParams:
     """Architecture and loss settings shared by both models (from ``[train]``)."""
 
     kind: Literal["sequential", "two_tower"] = "sequential"
-    embedding_dim: int = 64
+    embedding_dim: int = 128
     rnn: Literal["gru", "lstm"] = "gru"
     max_history: int = 20
-    dropout: float = 0.1
+    dropout: float = 0.3
     softmax: Literal["full", "sampled"] = "full"
     num_sampled: int = 1000
+    tie_embeddings: bool = False
     two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
     temperature: float = 0.05
     seed: int = 42
@@ -99,6 +100,31 @@ class RecommenderMixin:
         ragged = tf.RaggedTensor.from_row_lengths(tf.constant(flat, dtype=tf.string), tf.constant(lengths, tf.int64))
         feats = {"user_id": tf.constant([str(u) for u in user_id]), "history": ragged}
         return np.asarray(self.scores(feats))
+
+
+def catalogue_hits(query: Any, items: Any, target: Any, k: int = 10, chunk: int = 65_536) -> Any:
+    """1.0 where the target is in the query's top ``k`` over the whole catalogue, else 0.0.
+
+    ``query`` [B, D], ``items`` [N, D] (the catalogue, in the models' scoring space),
+    ``target`` [B] catalogue positions (-1 = out of vocabulary, a miss). The catalogue
+    is scored ``chunk`` items at a time, so a validation batch never holds a
+    [B, N] score matrix of a million-item catalogue; ties count against the target.
+    """
+    safe = tf.maximum(target, 0)
+    own = tf.reduce_sum(query * tf.gather(items, safe), axis=1, keepdims=True)
+    n = tf.shape(items)[0]
+    starts = tf.range(0, n, chunk)
+
+    def above(start: Any) -> Any:
+        end = tf.minimum(start + chunk, n)
+        better = tf.matmul(query, items[start:end], transpose_b=True) >= own
+        # The target's column is left out by position: its score from matmul may round
+        # differently from ``own``.
+        other = tf.not_equal(tf.range(start, end)[None, :], safe[:, None])
+        return tf.reduce_sum(tf.cast(better & other, tf.int32), axis=1)
+
+    counts = tf.reduce_sum(tf.map_fn(above, starts, fn_output_signature=tf.int32), axis=0)
+    return tf.cast((counts < k) & (target >= 0), tf.float32)
 
 
 def make_optimizer(learning_rate: float, decay: float, steps_per_epoch: int) -> Any:

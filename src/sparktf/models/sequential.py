@@ -1,8 +1,10 @@
 """The sequential next-item model: a GRU or LSTM over the user's recent items.
 
 The recurrent state of the previous ``max_history`` items, projected, is the
-query; it is scored against the item embedding table (tied with the input
-embeddings) plus a per-item bias, with a full softmax over the catalogue or a
+query; it is scored against an output item embedding table (separate from the
+input embeddings unless ``tie_embeddings``: "B follows A" does not mean "A
+follows B", and a separate table gained ~1 point of HR@10 on the synthetic data)
+plus a per-item bias, with a full softmax over the catalogue or a
 sampled softmax (log-uniform sampler, which matches the frequency-ordered
 vocabulary) for large catalogues. The bias is folded into the vectors as an
 extra dimension so the same ANN index serves this model.
@@ -31,6 +33,12 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         self.history_lookup = item_lookup(catalog.item_ids.tolist(), name="history_lookup")
         self.item_embedding = keras.layers.Embedding(num, dim, embeddings_initializer=init, name="item_embedding")
         self.encoder = HistoryEncoder(self.item_embedding, params.rnn, dim, params.dropout, name="history_encoder")
+        if params.tie_embeddings:
+            self.output_embedding = self.item_embedding
+        else:
+            self.output_embedding = keras.layers.Embedding(
+                num, dim, embeddings_initializer=init, name="output_embedding"
+            )
         self.query_head = keras.layers.Dense(dim, name="query_head")
         self.item_bias = self.add_weight(name="item_bias", shape=(num,), initializer="zeros", trainable=True)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -43,7 +51,9 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         return self.query_head(self.encoder(indices, training=training))
 
     def _items(self) -> tuple[Any, Any]:
-        return self.item_embedding.embeddings[ITEM_OFFSET:], self.item_bias[ITEM_OFFSET:]
+        if not self.output_embedding.built:
+            self.output_embedding.build((None,))
+        return self.output_embedding.embeddings[ITEM_OFFSET:], self.item_bias[ITEM_OFFSET:]
 
     def query_vectors(self, features: dict[str, Any], training: bool = False) -> Any:
         q = self._query(features, training)

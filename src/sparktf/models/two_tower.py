@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sparktf.models.base import ModelParams, RecommenderMixin
+from sparktf.models.base import ModelParams, RecommenderMixin, catalogue_hits
 from sparktf.models.catalog import Catalog
 from sparktf.models.layers import ITEM_OFFSET, HistoryEncoder, item_lookup, keras, string_lookup, tf
 
@@ -93,6 +93,7 @@ class TwoTowerRecommender(RecommenderMixin, keras.Model):
         prob = catalog.sampling_probability()
         self._sampling_prob = tf.constant(np.concatenate([[prob.min(), prob.min()], prob]).astype(np.float32))
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.hr10 = keras.metrics.Mean(name="hr_at_10")
 
     def query_vectors(self, features: dict[str, Any], training: bool = False) -> Any:
         q = self.query_tower(features, training=training)
@@ -129,11 +130,16 @@ class TwoTowerRecommender(RecommenderMixin, keras.Model):
     def test_step(self, data: Any) -> dict[str, Any]:
         features = self.prepare(data)
         self.loss_tracker.update_state(self.compute_loss(features, training=False))
-        return {"loss": self.loss_tracker.result()}
+        # The in-batch loss is not what evaluation measures (and it starts rising while
+        # full-catalogue quality still improves), so validation also ranks the catalogue.
+        target = self.target_position(features["target"])
+        hits = catalogue_hits(self.query_vectors(features), self.item_vectors(), target)
+        self.hr10.update_state(tf.reduce_mean(hits), tf.cast(tf.size(hits), tf.float32))
+        return {"loss": self.loss_tracker.result(), "hr_at_10": self.hr10.result()}
 
     @property
     def metrics(self) -> list[Any]:
-        return [self.loss_tracker]
+        return [self.loss_tracker, self.hr10]
 
 
 def factorized_top_k(model: RecommenderMixin, dataset: Any, ks: tuple[int, ...] = (10, 50, 100)) -> dict[str, float]:

@@ -39,6 +39,7 @@ def model_params(cfg: Config, kind: str) -> Any:
         dropout=t.dropout,
         softmax=t.softmax,
         num_sampled=t.num_sampled,
+        tie_embeddings=t.tie_embeddings,
         two_tower_history=t.two_tower_history,
         temperature=t.temperature,
         seed=t.seed,

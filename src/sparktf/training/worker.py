@@ -129,8 +129,10 @@ def train_worker(spec: TrainSpec) -> dict[str, Any]:
     from sparktf.distributed.checkpoints import platform_callbacks
 
     callbacks = [
+        # Both models report the full-catalogue HR@10 on validation: what evaluation
+        # measures, unlike the two-tower's in-batch loss.
         tf.keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=spec.early_stopping_patience, restore_best_weights=True
+            monitor="val_hr_at_10", mode="max", patience=spec.early_stopping_patience, restore_best_weights=True
         ),
         *platform_callbacks(spec.run_dir),
     ]
