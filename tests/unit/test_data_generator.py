@@ -171,3 +171,27 @@ def test_back_navigation_makes_the_item_before_the_last_one_matter(sim: Simulati
     with_back, no_back = _sibling_share(sim, SMALL), _sibling_share(simulate_block(without, 0), without)
     assert with_back > no_back + 0.5 * SMALL.back_probability
     assert no_back < 0.15  # what remains is chance: siblings are also popular items of the category
+
+
+def test_the_ceiling_replays_the_tastes_and_ranks_the_true_next_view_high(sim: Simulation) -> None:
+    from sparktf.data.generator import next_item_ceiling
+
+    v = sim.event == VIEW
+    user, item = sim.user[v], sim.item[v]
+    ends = np.flatnonzero(user[1:] != user[:-1])[:300]  # each user's last view
+    starts = np.searchsorted(user, user[ends])
+    queries = [
+        (int(user[e]), item[max(s, e - 10) : e], int(item[e])) for s, e in zip(starts, ends, strict=True) if e > s
+    ]
+    p = next_item_ceiling(SMALL, np.array([q[0] for q in queries]), [q[1] for q in queries])
+    assert np.allclose(p.sum(axis=1), 1.0)
+    target = np.array([q[2] for q in queries])
+
+    def hit_rate(scores: np.ndarray) -> float:
+        return float(((scores > scores[np.arange(len(target)), target][:, None]).sum(axis=1) < 10).mean())
+
+    popularity = np.broadcast_to(build_catalog(SMALL).popularity, p.shape)
+    assert hit_rate(p) > hit_rate(popularity) + 0.25
+    # Someone else's tastes predict worse: the replayed tastes are the users' own.
+    others = np.roll(np.array([q[0] for q in queries]), 1)
+    assert hit_rate(p) > hit_rate(next_item_ceiling(SMALL, others, [q[1] for q in queries])) + 0.02

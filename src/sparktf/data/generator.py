@@ -66,6 +66,7 @@ __all__ = [
     "Simulation",
     "build_catalog",
     "generate_events",
+    "next_item_ceiling",
     "num_blocks",
     "simulate_block",
     "user_quotas",
@@ -327,6 +328,16 @@ class Simulation:
     sale: np.ndarray
 
 
+def _draw_tastes(cat: Catalog, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two favourite categories (by item popularity) and a favourite brand per user.
+
+    The first draws of a block's generator: :func:`next_item_ceiling` replays them.
+    """
+    fav = cat.category[cat.popular(rng.random((2, m)))]
+    fav_brand = cat.brand[cat.in_category(fav[0], rng.random(m))]
+    return fav, fav_brand
+
+
 def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
     """Simulate the users of ``block`` (``BLOCK_USERS`` consecutive user indices).
 
@@ -337,12 +348,11 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
     quotas = user_quotas(cfg)
     users = np.arange(block * BLOCK_USERS, min((block + 1) * BLOCK_USERS, cfg.num_users))
     quota = quotas[users]
-    rng = np.random.default_rng([cfg.seed, 0xB10C, block])
+    rng = np.random.default_rng(_block_seed(cfg, block))
     m = users.size
     span = cfg.days * _DAY
 
-    fav = cat.category[cat.popular(rng.random((2, m)))]
-    fav_brand = cat.brand[cat.in_category(fav[0], rng.random(m))]
+    fav, fav_brand = _draw_tastes(cat, rng, m)
     sessions = np.maximum(1, np.ceil(quota / (1.15 * _MEAN_SESSION_STEPS)))
     mean_gap = span / (sessions + 1.0)
     t = cat.start + (rng.random(m) * mean_gap).astype(np.int64)
@@ -455,6 +465,65 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
         price=cols["price"][keep].astype(np.float64),
         sale=cols["sale"][keep].astype(np.int64),
     )
+
+
+def _block_seed(cfg: GeneratorConfig, block: int) -> list[int]:
+    return [cfg.seed, 0xB10C, block]
+
+
+def next_item_ceiling(cfg: GeneratorConfig, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """The generator's own next-view probabilities: a ceiling for any recommender.
+
+    For each query (a user index and its item indices, oldest first), the mixture the
+    simulation draws the next view from: successors of the last item, other
+    successors of the page it came from (back navigation, when the last item was a
+    successor of the one before), and the user's tastes and popularity. It knows
+    what no model sees (the tastes, the successor lists) and ignores what it cannot
+    know without the target's time (flash sales, session starts), so ranking by it
+    approximates the best HR@K this data allows.
+
+    Returns:
+        ``[len(users), num_items]`` probabilities.
+    """
+    cat = build_catalog(cfg)
+    n = cat.num_items
+    fav = np.zeros((2, cfg.num_users), dtype=np.int64)
+    fav_brand = np.zeros(cfg.num_users, dtype=np.int64)
+    for block in range(num_blocks(cfg)):
+        ids = np.arange(block * BLOCK_USERS, min((block + 1) * BLOCK_USERS, cfg.num_users))
+        fav[:, ids], fav_brand[ids] = _draw_tastes(cat, np.random.default_rng(_block_seed(cfg, block)), ids.size)
+
+    def within(group: np.ndarray, size: int) -> np.ndarray:
+        w = np.zeros((size, n))
+        w[group, np.arange(n)] = cat.popularity
+        share: np.ndarray = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+        return share
+
+    by_category, by_brand = within(cat.category, cfg.num_categories), within(cat.brand, cfg.num_brands)
+    slot_p = np.diff(np.concatenate([[0.0], cat.successor_cdf]))
+    out = np.zeros((len(users), n))
+    for row, (user, hist) in enumerate(zip(users, histories, strict=True)):
+        taste = (
+            _P_CATEGORY
+            * (_P_FIRST_CATEGORY * by_category[fav[0, user]] + (1 - _P_FIRST_CATEGORY) * by_category[fav[1, user]])
+            + _P_BRAND * by_brand[fav_brand[user]]
+            + (1 - _P_CATEGORY - _P_BRAND) * cat.popularity
+        )
+        if len(hist) == 0:
+            out[row] = taste
+            continue
+        last = int(hist[-1])
+        follow = np.zeros(n)
+        np.add.at(follow, cat.successors[last], slot_p)
+        p_back, back = 0.0, np.zeros(n)
+        if len(hist) > 1 and last in cat.successors[int(hist[-2])]:
+            np.add.at(back, cat.successors[int(hist[-2])], slot_p)
+            back[last] = 0.0
+            if back.sum() > 0:
+                p_back, back = cfg.back_probability, back / back.sum()
+        rest = 1.0 - cfg.follow_probability - p_back
+        out[row] = cfg.follow_probability * follow + p_back * back + rest * taste
+    return out
 
 
 # --------------------------------------------------------------------------- Spark
