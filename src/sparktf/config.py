@@ -390,6 +390,10 @@ class TrainConfig(_Section):
         tie_embeddings: the sequential model scores items with its input embeddings;
             false gives it a separate output table (next-item transitions are not
             symmetric, and a separate table can say so).
+        mask_history: train both models to rank the items *not* in the history, as
+            evaluation (``evaluation.exclude_seen``), batch top-K and serving do.
+        two_tower_user_id: add a user id embedding to the two-tower query tower
+            (off by default: it memorises users' seen items, see models/two_tower.py).
     """
 
     _section: typing.ClassVar[str] = "train"
@@ -410,6 +414,8 @@ class TrainConfig(_Section):
     softmax: Literal["full", "sampled"] = "full"
     num_sampled: int = 1000
     tie_embeddings: bool = False
+    mask_history: bool = True
+    two_tower_user_id: bool = False
     two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
     temperature: float = 0.05
     early_stopping_patience: int = 2

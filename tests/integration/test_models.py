@@ -70,8 +70,9 @@ def _hr_at_10(model: Any, rows: list[tuple[str, list[str], str]]) -> float:
     ("kind", "options"),
     [
         ("sequential", {}),
-        ("sequential", {"tie_embeddings": False}),
+        ("sequential", {"tie_embeddings": True, "mask_history": False}),
         ("two_tower", {}),
+        ("two_tower", {"two_tower_user_id": True, "mask_history": False}),
     ],
 )
 def test_model_learns_the_next_item_and_exports_raw_id_serving(
@@ -153,3 +154,23 @@ def test_catalogue_hits_match_a_numpy_rank_whatever_the_chunk() -> None:
     for chunk in (7, 128, 1000, 5000):
         got = catalogue_hits(tf.constant(q), tf.constant(items), tf.constant(target, tf.int32), k=10, chunk=chunk)
         np.testing.assert_array_equal(got.numpy(), expected.astype(np.float32))
+
+
+def test_catalogue_hits_leave_out_the_excluded_items_once_each() -> None:
+    from sparktf.models.base import catalogue_hits
+    from sparktf.models.layers import tf
+
+    rng = np.random.default_rng(1)
+    q, items = rng.normal(size=(32, 8)).astype(np.float32), rng.normal(size=(500, 8)).astype(np.float32)
+    scores = q @ items.T
+    order = np.argsort(-scores, axis=1)
+    target = order[:, 12]  # 13th: a miss, unless excluded items above it are left out
+    exclude = np.full((32, 6), -1)
+    exclude[:16, :3] = order[:16, :3]  # three above it: now 10th, a hit
+    exclude[:16, 3] = order[:16, 0]  # a repeat counts once
+    exclude[:16, 4] = target[:16]  # the target itself is never left out
+    exclude[16:, :2] = order[16:, 20:22]  # below it: no change
+    got = catalogue_hits(
+        tf.constant(q), tf.constant(items), tf.constant(target, tf.int32), chunk=64, exclude=tf.constant(exclude)
+    )
+    np.testing.assert_array_equal(got.numpy(), np.r_[np.ones(16), np.zeros(16)].astype(np.float32))

@@ -35,6 +35,8 @@ class ModelParams:
     softmax: Literal["full", "sampled"] = "full"
     num_sampled: int = 1000
     tie_embeddings: bool = False
+    two_tower_user_id: bool = False
+    mask_history: bool = True
     two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
     temperature: float = 0.05
     seed: int = 42
@@ -102,13 +104,15 @@ class RecommenderMixin:
         return np.asarray(self.scores(feats))
 
 
-def catalogue_hits(query: Any, items: Any, target: Any, k: int = 10, chunk: int = 65_536) -> Any:
+def catalogue_hits(query: Any, items: Any, target: Any, k: int = 10, chunk: int = 65_536, exclude: Any = None) -> Any:
     """1.0 where the target is in the query's top ``k`` over the whole catalogue, else 0.0.
 
     ``query`` [B, D], ``items`` [N, D] (the catalogue, in the models' scoring space),
-    ``target`` [B] catalogue positions (-1 = out of vocabulary, a miss). The catalogue
-    is scored ``chunk`` items at a time, so a validation batch never holds a
-    [B, N] score matrix of a million-item catalogue; ties count against the target.
+    ``target`` [B] catalogue positions (-1 = out of vocabulary, a miss); ``exclude``
+    [B, H] positions left out of each query's ranking (-1 = none; the target never
+    is), as evaluation leaves out the history. The catalogue is scored ``chunk``
+    items at a time, so a validation batch never holds a [B, N] score matrix of a
+    million-item catalogue; ties count against the target.
     """
     safe = tf.maximum(target, 0)
     own = tf.reduce_sum(query * tf.gather(items, safe), axis=1, keepdims=True)
@@ -124,6 +128,15 @@ def catalogue_hits(query: Any, items: Any, target: Any, k: int = 10, chunk: int 
         return tf.reduce_sum(tf.cast(better & other, tf.int32), axis=1)
 
     counts = tf.reduce_sum(tf.map_fn(above, starts, fn_output_signature=tf.int32), axis=0)
+    if exclude is not None:
+        # Take back the excluded items that were counted: each distinct one that beat the target.
+        ex = tf.cast(exclude, tf.int32)
+        h = tf.shape(ex)[1]
+        earlier = tf.linalg.band_part(tf.ones([h, h], tf.bool), -1, 0) & ~tf.eye(h, dtype=tf.bool)
+        repeat = tf.reduce_any(tf.equal(ex[:, :, None], ex[:, None, :]) & earlier[None], axis=2)
+        scored = tf.reduce_sum(query[:, None, :] * tf.gather(items, tf.maximum(ex, 0)), axis=2)
+        counted = (ex >= 0) & (ex != safe[:, None]) & ~repeat & (scored >= own)
+        counts -= tf.reduce_sum(tf.cast(counted, tf.int32), axis=1)
     return tf.cast((counts < k) & (target >= 0), tf.float32)
 
 

@@ -40,6 +40,8 @@ def model_params(cfg: Config, kind: str) -> Any:
         softmax=t.softmax,
         num_sampled=t.num_sampled,
         tie_embeddings=t.tie_embeddings,
+        mask_history=t.mask_history,
+        two_tower_user_id=t.two_tower_user_id,
         two_tower_history=t.two_tower_history,
         temperature=t.temperature,
         seed=t.seed,
