@@ -69,17 +69,21 @@ def _rows(label: str, train: dict, evaluation: dict) -> list[str]:
     return rows
 
 
-def _ceiling_row(workdir: str, label: str) -> str:
+def _mixture_row(workdir: str, label: str) -> str:
     """HR/NDCG of ranking by the generator's own next-view mixture (make run's data).
 
     Same test queries and exclusions as the evaluation stage (the user's train-part
     items and the history, never the target), over the generator's whole catalogue.
+    It knows each user's tastes and the successor lists but not flash sales or
+    session starts (they need the target's time), so it is a reference for what the
+    sequential structure allows, not a strict ceiling: a model that picks up sales
+    from the history can beat it on NDCG.
     """
     import numpy as np
     import pandas as pd
 
     from sparktf.config import GeneratorConfig
-    from sparktf.data.generator import next_item_ceiling
+    from sparktf.data.generator import next_view_mixture
     from sparktf.evaluation.metrics import Exclusions, metrics_from_ranks, rank_targets
 
     features = Path(workdir) / "data" / "features"
@@ -98,7 +102,7 @@ def _ceiling_row(workdir: str, label: str) -> str:
     ranks = np.concatenate(
         [
             rank_targets(
-                next_item_ceiling(GeneratorConfig(), index(ex["user_id"][i : i + 1000]), histories[i : i + 1000]),
+                next_view_mixture(GeneratorConfig(), index(ex["user_id"][i : i + 1000]), histories[i : i + 1000]),
                 targets[i : i + 1000],
                 Exclusions.from_lists(excluded[i : i + 1000]),
             )
@@ -107,7 +111,7 @@ def _ceiling_row(workdir: str, label: str) -> str:
     )
     m = metrics_from_ranks(ranks, (10, 50))
     return (
-        f"| {label} | ceiling: the generator's own next-view mixture | — | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | "
+        f"| {label} | reference: the generator's own next-view mixture | — | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | "
         f"{m['hr@50']:.4f} | {m['mrr']:.4f} | — | — |"
     )
 
@@ -142,7 +146,7 @@ def main() -> int:
             wd = os.path.join(tmp, "synthetic")
             train, ev, secs = _run(wd, [])
             label = f"synthetic flash sale, make run defaults ({secs / 60:.1f} min)"
-            lines += [*_rows(label, train, ev), _ceiling_row(wd, label)]
+            lines += [*_rows(label, train, ev), _mixture_row(wd, label)]
             protocols.append(next(iter(ev["results"].values()))["protocol"]["sentence"])
     lines += ["", *(f"- {p}" for p in dict.fromkeys(protocols))]
     lines += [

@@ -404,11 +404,11 @@ class TrainConfig(_Section):
     max_restarts: int = 2
     backup_every_steps: int = 0
     launch_timeout_s: float = 120.0
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 512
     learning_rate: float = 0.005
     lr_decay: float = 0.9
-    embedding_dim: int = 128
+    embedding_dim: int = 64
     rnn: Literal["gru", "lstm"] = "gru"
     dropout: float = 0.3
     softmax: Literal["full", "sampled"] = "full"

@@ -173,8 +173,8 @@ def test_back_navigation_makes_the_item_before_the_last_one_matter(sim: Simulati
     assert no_back < 0.15  # what remains is chance: siblings are also popular items of the category
 
 
-def test_the_ceiling_replays_the_tastes_and_ranks_the_true_next_view_high(sim: Simulation) -> None:
-    from sparktf.data.generator import next_item_ceiling
+def test_the_mixture_replays_the_tastes_and_ranks_the_true_next_view_high(sim: Simulation) -> None:
+    from sparktf.data.generator import next_view_mixture
 
     v = sim.event == VIEW
     user, item = sim.user[v], sim.item[v]
@@ -183,7 +183,7 @@ def test_the_ceiling_replays_the_tastes_and_ranks_the_true_next_view_high(sim: S
     queries = [
         (int(user[e]), item[max(s, e - 10) : e], int(item[e])) for s, e in zip(starts, ends, strict=True) if e > s
     ]
-    p = next_item_ceiling(SMALL, np.array([q[0] for q in queries]), [q[1] for q in queries])
+    p = next_view_mixture(SMALL, np.array([q[0] for q in queries]), [q[1] for q in queries])
     assert np.allclose(p.sum(axis=1), 1.0)
     target = np.array([q[2] for q in queries])
 
@@ -194,4 +194,4 @@ def test_the_ceiling_replays_the_tastes_and_ranks_the_true_next_view_high(sim: S
     assert hit_rate(p) > hit_rate(popularity) + 0.25
     # Someone else's tastes predict worse: the replayed tastes are the users' own.
     others = np.roll(np.array([q[0] for q in queries]), 1)
-    assert hit_rate(p) > hit_rate(next_item_ceiling(SMALL, others, [q[1] for q in queries])) + 0.02
+    assert hit_rate(p) > hit_rate(next_view_mixture(SMALL, others, [q[1] for q in queries])) + 0.02

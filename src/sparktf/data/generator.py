@@ -66,7 +66,7 @@ __all__ = [
     "Simulation",
     "build_catalog",
     "generate_events",
-    "next_item_ceiling",
+    "next_view_mixture",
     "num_blocks",
     "simulate_block",
     "user_quotas",
@@ -331,7 +331,7 @@ class Simulation:
 def _draw_tastes(cat: Catalog, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Two favourite categories (by item popularity) and a favourite brand per user.
 
-    The first draws of a block's generator: :func:`next_item_ceiling` replays them.
+    The first draws of a block's generator: :func:`next_view_mixture` replays them.
     """
     fav = cat.category[cat.popular(rng.random((2, m)))]
     fav_brand = cat.brand[cat.in_category(fav[0], rng.random(m))]
@@ -471,16 +471,17 @@ def _block_seed(cfg: GeneratorConfig, block: int) -> list[int]:
     return [cfg.seed, 0xB10C, block]
 
 
-def next_item_ceiling(cfg: GeneratorConfig, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
-    """The generator's own next-view probabilities: a ceiling for any recommender.
+def next_view_mixture(cfg: GeneratorConfig, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    """The generator's own next-view probabilities: a reference for any recommender.
 
     For each query (a user index and its item indices, oldest first), the mixture the
     simulation draws the next view from: successors of the last item, other
     successors of the page it came from (back navigation, when the last item was a
     successor of the one before), and the user's tastes and popularity. It knows
-    what no model sees (the tastes, the successor lists) and ignores what it cannot
-    know without the target's time (flash sales, session starts), so ranking by it
-    approximates the best HR@K this data allows.
+    what no model sees (the tastes, the successor lists) but leaves out what needs
+    the target's time (flash sales, session starts), so ranking by it shows what the
+    sequential and taste structure allows; it is not a strict ceiling (a model that
+    infers a running sale from the history can beat it on NDCG).
 
     Returns:
         ``[len(users), num_items]`` probabilities.

@@ -28,7 +28,7 @@ class ModelParams:
     """Architecture and loss settings shared by both models (from ``[train]``)."""
 
     kind: Literal["sequential", "two_tower"] = "sequential"
-    embedding_dim: int = 128
+    embedding_dim: int = 64
     rnn: Literal["gru", "lstm"] = "gru"
     max_history: int = 20
     dropout: float = 0.3

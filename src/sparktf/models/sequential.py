@@ -3,7 +3,7 @@
 The recurrent state of the previous ``max_history`` items, projected, is the
 query; it is scored against an output item embedding table (separate from the
 input embeddings unless ``tie_embeddings``: "B follows A" does not mean "A
-follows B", and a separate table gained ~1 point of HR@10 on the synthetic data)
+follows B", and a separate table scored higher on the synthetic data)
 plus a per-item bias, with a full softmax over the catalogue or a sampled softmax
 (log-uniform sampler, which matches the frequency-ordered vocabulary) for large
 catalogues. With ``mask_history`` (default) the full softmax leaves the history's
