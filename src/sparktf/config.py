@@ -391,7 +391,9 @@ class TrainConfig(_Section):
             false gives it a separate output table (next-item transitions are not
             symmetric, and a separate table can say so).
         mask_history: train both models to rank the items *not* in the history, as
-            evaluation (``evaluation.exclude_seen``), batch top-K and serving do.
+            evaluation (``evaluation.exclude_seen``), batch top-K and serving do
+            (the sequential model's full softmax and the two-tower's in-batch
+            negatives; ``softmax = "sampled"`` trains without the mask).
         two_tower_user_id: add a user id embedding to the two-tower query tower
             (off by default: it memorises users' seen items, see models/two_tower.py).
     """
