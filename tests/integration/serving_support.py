@@ -64,7 +64,8 @@ def export_recommender(base: Path, version: int, seed: int, kind: str = "two_tow
         price_bucket=[i % 5 for i in range(len(ITEMS))],
         user_ids=USERS,
     )
-    model = build_model(catalog, ModelParams(kind=kind, embedding_dim=8, seed=seed))
+    # The user id on, so that the tests see a user the model knows without any history.
+    model = build_model(catalog, ModelParams(kind=kind, embedding_dim=8, seed=seed, two_tower_user_id=True))
     return export_model(model, str(base), version, k=5)
 
 

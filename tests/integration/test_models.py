@@ -174,3 +174,15 @@ def test_catalogue_hits_leave_out_the_excluded_items_once_each() -> None:
         tf.constant(q), tf.constant(items), tf.constant(target, tf.int32), chunk=64, exclude=tf.constant(exclude)
     )
     np.testing.assert_array_equal(got.numpy(), np.r_[np.ones(16), np.zeros(16)].astype(np.float32))
+
+
+@pytest.mark.parametrize("user_id", [False, True])
+def test_two_tower_query_uses_the_user_id_only_when_asked(user_id: bool, catalog: Any) -> None:
+    # Without the user id, a known user with no history is as unknown as a stranger,
+    # so serving falls back to popular items for both (the OOV probe sees the same query).
+    from sparktf.models.base import ModelParams
+    from sparktf.models.factory import build_model
+
+    model = build_model(catalog, ModelParams(kind="two_tower", embedding_dim=8, seed=1, two_tower_user_id=user_id))
+    known, stranger = model.score_numpy(np.array(["u1", "nobody"]), [[], []])
+    assert np.allclose(known, stranger) is not user_id
