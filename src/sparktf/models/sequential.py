@@ -103,7 +103,7 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
 
         Recommendations exclude what the user has already seen (evaluation, batch
         top-K and serving all do), so the model is trained to rank the rest; left in,
-        repeats of history items dominate its taste signal (see the two-tower model).
+        repeats of history items dominate what it learns of the user's tastes.
         """
         pos = tf.cast(self.history_lookup(history), tf.int32) - ITEM_OFFSET  # padding/OOV < 0
         rows = tf.broadcast_to(tf.range(tf.shape(pos)[0])[:, None], tf.shape(pos))
