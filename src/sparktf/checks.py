@@ -147,12 +147,23 @@ def _check_workdir(cfg: Config) -> CheckResult:
     if not paths.is_local:
         return CheckResult("workdir", "ok", f"{paths.root} (remote; Spark writes it, not checked from here)")
     root = paths.root
-    probe_dir = root
+    probe_dir = root  # the nearest part of the path that is there (Workdir resolved the symlinks)
     while not os.path.exists(probe_dir):
         parent = os.path.dirname(probe_dir)
         if parent == probe_dir:
             break
         probe_dir = parent
+    if not os.path.isdir(probe_dir):
+        # Writable is not enough: a run makes folders under the workdir, and a file
+        # there only fails later, in the middle of the first stage that writes.
+        what = "a file" if os.path.isfile(probe_dir) else "a special file"
+        where = f"{root} is {what}" if probe_dir == root else f"{root} cannot be created: {probe_dir} is {what}"
+        return CheckResult(
+            "workdir",
+            "fail",
+            f"{where}, not a directory; a run keeps its data, models and state in directories under the workdir.",
+            "Choose another workdir with --workdir (or workdir = ... in the config), or move that file away.",
+        )
     if not os.access(probe_dir, os.W_OK):
         return CheckResult(
             "workdir",

@@ -7,8 +7,8 @@ value is type-checked and range-checked when the dataclass is built, and a bad
 one stops with a :class:`~sparktf.errors.ConfigError` that names the field, the
 value given and what is allowed.
 
-Everything a run makes lives under one ``workdir`` (see :class:`Workdir`), so a
-run is easy to find and to delete.
+Everything a run makes lives under one ``workdir`` (its layout is
+:class:`sparktf.workdir.Workdir`), so a run is easy to find and to delete.
 
 Example:
     >>> cfg = load_config(overrides=["train.epochs=3", "workdir=/tmp/w"])
@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -30,8 +31,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from sparktf.errors import ConfigError
+from sparktf.workdir import Workdir
 
 __all__ = [
+    "REDACTED",
     "BatchConfig",
     "Config",
     "DataConfig",
@@ -46,10 +49,10 @@ __all__ = [
     "TFRecordConfig",
     "TrackingConfig",
     "TrainConfig",
-    "Workdir",
     "config_to_dict",
     "config_to_toml",
     "load_config",
+    "secret_fields",
 ]
 
 
@@ -68,6 +71,14 @@ class _Section:
             coerced = _check_type(value, hints[f.name], self._path(f.name))
             if coerced is not value:
                 object.__setattr__(self, f.name, coerced)
+            if _is_secret(f) and coerced == REDACTED:
+                # A redacted `sparktf config` output or config.toml artifact fed back in
+                # would otherwise make the marker itself the token, silently.
+                raise ConfigError(
+                    f"{self._path(f.name)} = {REDACTED!r} is the marker that `sparktf config` and the run's "
+                    "config.toml print in place of a secret, not the secret itself.",
+                    hint=f"Set the real value with --set {self._path(f.name)}=... or in your own config file.",
+                )
         self._validate()
 
     def _path(self, name: str) -> str:
@@ -79,6 +90,24 @@ class _Section:
     def _require(self, name: str, ok: bool, allowed: str) -> None:
         if not ok:
             raise ConfigError(f"{self._path(name)} = {getattr(self, name)!r} is not allowed; expected {allowed}.")
+
+
+# What config_to_dict / config_to_toml print in place of a non-empty secret.
+REDACTED = "<redacted>"
+
+
+def _secret() -> Any:
+    """An empty-by-default string field that config_to_dict / config_to_toml redact.
+
+    Secrets are marked on the field itself (``metadata={"secret": True}``) so that a
+    new secret needs no second list to be kept in step, and everything that prints
+    or logs a config finds them through :func:`secret_fields`.
+    """
+    return field(default="", metadata={"secret": True})
+
+
+def _is_secret(f: dataclasses.Field[Any]) -> bool:
+    return bool(f.metadata.get("secret", False))
 
 
 def _describe(tp: Any) -> str:
@@ -748,7 +777,8 @@ class ServeConfig(_Section):
         batch_threads: model calls that may run at once (TF Serving's ``num_batch_threads``).
         max_body_bytes: larger request bodies are refused with 413.
         auth_token: when set, every API call needs ``Authorization: Bearer <token>``
-            (``/healthz``, ``/readyz`` and the web page's HTML stay open).
+            (``/healthz``, ``/readyz`` and the web page's HTML stay open). A secret:
+            printed and logged as ``<redacted>`` (see :func:`secret_fields`).
         poll_interval_s: how often the model source (registry alias or base path) is
             checked for a new version; 0 turns hot reload off.
         versions: version numbers served beside the followed one (pinned).
@@ -773,7 +803,7 @@ class ServeConfig(_Section):
     batch_timeout_micros: int = 1000
     batch_threads: int = 2
     max_body_bytes: int = 1_048_576
-    auth_token: str = ""
+    auth_token: str = _secret()
     poll_interval_s: float = 10.0
     versions: tuple[int, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
@@ -841,67 +871,6 @@ class Config(_Section):
         return dataclasses.replace(self, **changes)
 
 
-# --------------------------------------------------------------------------- workdir
-
-
-class Workdir:
-    """The layout of one run's directory. Paths are strings so that URIs
-    (``hdfs://``, ``s3a://``) work as well as local directories."""
-
-    def __init__(self, root: str) -> None:
-        if "://" in root and not root.startswith("file://"):
-            self.root = root.rstrip("/")
-        else:
-            self.root = str(Path(root.removeprefix("file://")).expanduser().resolve())
-
-    @property
-    def is_local(self) -> bool:
-        return "://" not in self.root
-
-    def join(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
-
-    def local(self, *parts: str) -> str:
-        """A path that must be on the local disk (the SQLite database, for instance)."""
-        if not self.is_local:
-            raise ConfigError(
-                f"workdir = {self.root!r} is not a local directory, so {'/'.join(parts)} cannot live there.",
-                hint="Set tracking.tracking_uri to an MLflow server (http://host:5000) when the workdir is remote.",
-            )
-        return os.path.join(self.root, *parts)
-
-    # One name per kind of output; stages use these, nothing else.
-    raw = property(lambda self: self.join("data", "raw"))
-    events = property(lambda self: self.join("data", "events"))
-    quarantine = property(lambda self: self.join("data", "quarantine"))
-    features = property(lambda self: self.join("data", "features"))
-    tfrecords = property(lambda self: self.join("tfrecords"))
-    checkpoints = property(lambda self: self.join("checkpoints"))
-    models = property(lambda self: self.join("models"))
-    mlflow_artifacts = property(lambda self: self.join("mlartifacts"))
-    index = property(lambda self: self.join("index"))
-    recommendations = property(lambda self: self.join("recommendations"))
-    state = property(lambda self: self.join("state"))
-
-    def state_file(self, *parts: str) -> str:
-        """A local file of the run's bookkeeping (stage records, small JSON states).
-
-        Inside the workdir when it is local; for a remote workdir (``hdfs://``,
-        ``s3a://``) under ``~/.cache/sparktf/runs/<hash of the workdir>/state``, since
-        the driver writes these with plain file I/O.
-        """
-        if self.is_local:
-            return os.path.join(self.root, "state", *parts)
-        import hashlib
-
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        key = hashlib.sha256(self.root.encode()).hexdigest()[:16]
-        return os.path.join(cache, "sparktf", "runs", key, "state", *parts)
-
-    def __repr__(self) -> str:
-        return f"Workdir({self.root!r})"
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -937,8 +906,9 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"Override {override!r}: {part!r} is not a table in the config file.")
     hints = typing.get_type_hints(cls)
-    if leaf not in hints:
-        raise ConfigError(f"Override {override!r}: unknown field {leaf!r}; allowed: {', '.join(sorted(hints))}.")
+    if leaf not in hints or leaf.startswith("_"):
+        allowed = ", ".join(sorted(h for h in hints if not h.startswith("_")))
+        raise ConfigError(f"Override {override!r}: unknown field {leaf!r}; allowed: {allowed}.")
     tp = hints[leaf]
     value = _parse_scalar(raw.strip())
     # A bare word for a string field stays a string even if it looks like another type.
@@ -977,12 +947,55 @@ def load_config(
     return typing.cast(Config, _build(Config, data, ""))
 
 
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A plain, TOML/JSON-friendly dict of a config (tuples become lists)."""
+def secret_fields(cfg: Any) -> list[str]:
+    """Dotted paths, relative to ``cfg``, of every field marked secret, set or not.
+
+    For a :class:`Config` these are the ``--set`` names (``serve.auth_token``); for a
+    single section, the field names. Callers that log or store a config use this
+    to find what must not leave the process (tests search outputs for the values).
+    """
+    found: list[str] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            path = prefix + f.name
+            if _is_secret(f):
+                found.append(path)
+            elif _is_dataclass_instance(value):
+                walk(value, path + ".")
+            elif isinstance(value, tuple):
+                for i, item in enumerate(value):
+                    if _is_dataclass_instance(item):
+                        walk(item, f"{path}[{i}].")
+
+    walk(cfg, "")
+    return found
+
+
+def _is_dataclass_instance(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def config_to_dict(cfg: Any, *, redact_secrets: bool = True) -> dict[str, Any]:
+    """A plain, TOML/JSON-friendly dict of a config or one section (tuples become lists).
+
+    Args:
+        cfg: a :class:`Config` or one of its sections.
+        redact_secrets: replace each non-empty secret field (:func:`secret_fields`) by
+            :data:`REDACTED`; on by default because this dict is what gets logged
+            (MLflow params, stage fingerprints). Pass ``False`` only to hand the
+            config to code that needs the real values; an empty secret stays empty
+            either way, so the output still shows whether one is set.
+    """
 
     def conv(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if _is_dataclass_instance(v):
+            out = {}
+            for f in dataclasses.fields(v):
+                value = getattr(v, f.name)
+                out[f.name] = REDACTED if redact_secrets and _is_secret(f) and value else conv(value)
+            return out
         if isinstance(v, tuple | list):
             return [conv(x) for x in v]
         if isinstance(v, dict | types.MappingProxyType):
@@ -992,38 +1005,101 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return typing.cast(dict[str, Any], conv(cfg))
 
 
-def _toml_value(v: Any) -> str:
+# TOML 1.0: bare keys are A-Za-z0-9_- only; in basic strings, backslash, quote and the
+# control characters (U+0000-U+001F, U+007F) must be escaped. Other characters may
+# stay literal, except lone surrogates, which no TOML (UTF-8) text can hold.
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_MUST_ESCAPE = re.compile(r'[\x00-\x1f\x7f"\\]')
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+
+
+def _toml_string(s: str, where: str) -> str:
+    bad = _SURROGATE.search(s)
+    if bad:
+        raise ConfigError(
+            f"{where} holds the lone surrogate U+{ord(bad.group()):04X} (what Python makes of bytes that are "
+            "not UTF-8, e.g. in a command-line argument), which TOML cannot carry.",
+            hint=f"Give {where} as valid UTF-8 text.",
+        )
+    body = _MUST_ESCAPE.sub(lambda m: _SHORT_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04X}"), s)
+    return f'"{body}"'
+
+
+def _toml_key(key: str, where: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key, f"a key of {where}")
+
+
+def _toml_value(v: Any, where: str) -> str:
+    """One TOML value; ``where`` (a dotted path) names it in errors."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        if v != v:
+        if math.isnan(v):
             return "nan"
-        return repr(v)
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)  # always has '.', 'e' or is integral with '.0': a TOML float
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k!r} = {_toml_value(x)}".replace("'", '"') for k, x in v.items()) + "}"
-    raise TypeError(v)
+        return _toml_string(v, where)
+    if isinstance(v, tuple | list):
+        return "[" + ", ".join(_toml_value(x, f"{where}[{i}]") for i, x in enumerate(v)) + "]"
+    if isinstance(v, Mapping):
+        items = (f"{_toml_key(str(k), where)} = {_toml_value(x, f'{where}.{k}')}" for k, x in v.items())
+        return "{" + ", ".join(items) + "}"
+    raise TypeError(f"config_to_toml cannot render {type(v).__name__} at {where}")  # a bug in this module
 
 
-def config_to_toml(cfg: Config) -> str:
-    """Render a config as TOML that :func:`load_config` reads back to an equal config."""
-    d = config_to_dict(cfg)
-    lines = [f"workdir = {_toml_value(d.pop('workdir'))}", ""]
-    for section, body in d.items():
-        arrays = {k: v for k, v in body.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
-        lines.append(f"[{section}]")
-        for k, v in body.items():
-            if k not in arrays:
-                lines.append(f"{k} = {_toml_value(v)}")
-        lines.append("")
-        for k, rows in arrays.items():
-            for row in rows:
-                lines.append(f"[[{section}.{k}]]")
-                lines.extend(f"{rk} = {_toml_value(rv)}" for rk, rv in row.items())
-                lines.append("")
+def _toml_table(obj: Any, names: list[str], where: str, header: str, redact: bool, lines: list[str]) -> None:
+    """Append ``obj`` (a dataclass) as a table: its plain fields under ``header``,
+    then its sections as ``[a.b]`` tables and its tuples of dataclasses as
+    ``[[a.b]]`` arrays of tables, which TOML requires to come after the plain keys."""
+    tables: list[tuple[str, Any]] = []
+    arrays: list[tuple[str, tuple[Any, ...]]] = []
+    if header:
+        lines.append(header)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{where}.{f.name}" if where else f.name
+        if _is_dataclass_instance(value):
+            tables.append((f.name, value))
+        elif isinstance(value, tuple) and value and all(_is_dataclass_instance(x) for x in value):
+            arrays.append((f.name, value))
+        elif redact and _is_secret(f) and value:
+            lines.append(
+                f"{_toml_key(f.name, where)} = {_toml_string(REDACTED, path)}"
+                f"  # secret, redacted: set the real value with --set {path}=..."
+            )
+        else:
+            lines.append(f"{_toml_key(f.name, where)} = {_toml_value(value, path)}")
+    lines.append("")
+    for name, section in tables:
+        sub = [*names, _toml_key(name, where)]
+        path = f"{where}.{name}" if where else name
+        _toml_table(section, sub, path, "[" + ".".join(sub) + "]", redact, lines)
+    for name, rows in arrays:
+        sub = [*names, _toml_key(name, where)]
+        path = f"{where}.{name}" if where else name
+        for i, row in enumerate(rows):
+            _toml_table(row, sub, f"{path}[{i}]", "[[" + ".".join(sub) + "]]", redact, lines)
+
+
+def config_to_toml(cfg: Config, *, redact_secrets: bool = True) -> str:
+    """Render a config as TOML that :func:`load_config` reads back to an equal config.
+
+    Every string and key is escaped per TOML 1.0, floats include ``nan`` and
+    ``inf``, sections are ``[section]`` tables and ``gate.thresholds`` an array of
+    tables. With ``redact_secrets`` (the default: this text is printed and stored
+    as a run artifact) each non-empty secret is written as :data:`REDACTED` with a
+    comment; :func:`load_config` refuses that marker, so a redacted file fed back
+    fails naming the field instead of running with the marker as the secret.
+    Only ``redact_secrets=False`` round-trips a config that holds a secret.
+
+    Raises:
+        ConfigError: a string holds a lone surrogate, which TOML cannot carry.
+    """
+    lines: list[str] = []
+    _toml_table(cfg, [], "", "", redact_secrets, lines)
     return "\n".join(lines)

@@ -10,12 +10,12 @@ from sparktf.config import (
     GateConfig,
     SparkConfig,
     TrainConfig,
-    Workdir,
     config_to_dict,
     config_to_toml,
     load_config,
 )
 from sparktf.errors import ConfigError
+from sparktf.workdir import Workdir
 
 
 def test_defaults_are_valid_and_frozen() -> None:
