@@ -17,10 +17,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from sparktf.config import Config, config_to_toml, load_config
-from sparktf.errors import NotBuiltYetError, SparkTFError
-from sparktf.pipeline import STAGES, get_stage
+from sparktf.errors import SparkTFError
+from sparktf.stages.runner import STAGES, Stage, get_stage
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -31,6 +32,8 @@ _PIPELINE_HELP = "\n".join(
         "",
         "The pipeline (`sparktf run` runs it all; each stage also has its own command):",
         "",
+        # click rewraps a paragraph into one unless it starts with a line holding only \b.
+        "\b",
     ]
     + [f"{i}. {s.name}: {s.summary}" for i, s in enumerate(STAGES, 1)]
     + ["", "Serving: `sparktf serve` answers REST requests with the champion model."]
@@ -106,7 +109,8 @@ def _print_checks(cfg: Config) -> bool:
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for r in results:
         detail = r.detail + (f"\n→ {r.hint}" if r.hint and r.status != "ok" else "")
-        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", detail)
+        # Text, not markup: details quote paths and values that may hold brackets.
+        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", Text(detail))
     console.print(table)
     return all(r.status != "fail" for r in results)
 
@@ -147,23 +151,23 @@ def _print_plan(cfg: Config, plan: list[tuple[Any, str]]) -> None:
     table.add_column("writes")
     table.add_column("action")
     for i, (stage, action) in enumerate(plan):
-        status = _ACTION_STYLE[action] if stage.impl is not None else f"[yellow]not built yet (#{stage.issue})[/]"
-        table.add_row(str(i + 1), stage.name, stage.summary, stage.writes, status)
+        table.add_row(str(i + 1), stage.name, stage.summary, stage.writes, _ACTION_STYLE[action])
     console.print(table)
 
 
-def _run_stage(name: str, cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
-    """Run one stage by itself (the per-stage commands), with the same display as `run`."""
+def _run_stage(name: str, cfg: Config) -> None:
+    """Run one stage by itself (the per-stage commands), with the same display as `run`;
+    its record is written like `run` writes it, so the next stage's command finds it."""
+    from sparktf.stages.state import write_result
+
     stage = get_stage(name)
-    fn = stage.load()
     console.rule(f"[bold]{stage.name}[/]: {stage.summary}")
     t0 = time.perf_counter()
-    out = fn(cfg, context)
+    write_result(cfg.paths, stage.run(cfg))
     console.print(f"[green]✓[/] {stage.name} finished in {time.perf_counter() - t0:.1f} s")
-    return out
 
 
-def _stage_event(kind: str, stage: Any, detail: dict[str, Any]) -> None:
+def _stage_event(kind: str, stage: Stage, detail: dict[str, Any]) -> None:
     n = [s.name for s in STAGES].index(stage.name) + 1
     if kind == "start":
         console.rule(f"[bold][{n}/{len(STAGES)}] {stage.name}[/]: {stage.summary}")
@@ -175,38 +179,43 @@ def _stage_event(kind: str, stage: Any, detail: dict[str, Any]) -> None:
         console.print(f"[dim]↷ [{n}/{len(STAGES)}] {stage.name}: inputs unchanged since {when}; skipped.[/]")
 
 
-def _print_summary(cfg: Config, context: dict[str, Any], seconds: float) -> None:
+def _print_summary(cfg: Config, seconds: float) -> None:
     """Quality, outputs, what was promoted and why, and the commands to go on with."""
+    from sparktf.stages.evaluate import SUMMARY_METRICS
+    from sparktf.stages.state import EvaluateResult, RecommendResult, RegisterResult, read_result
+
     console.rule("[bold]Summary[/]")
-    evaluation = context.get("evaluate") or {}
     try:
         from sparktf.evaluation.metrics import EvaluationResult
         from sparktf.evaluation.report import rich_table
-        from sparktf.training.stage import SUMMARY_METRICS, read_state
 
-        results = [EvaluationResult.from_dict(r) for r in read_state(cfg, "evaluate")["results"].values()]
+        evaluation = read_result(cfg.paths, EvaluateResult)
+        results = [EvaluationResult.from_dict(r) for r in evaluation.results.values()]
         shown = [m for m in SUMMARY_METRICS if any(m in r.overall for r in results)]
         console.print(rich_table(results, shown))
+    except SparkTFError as exc:
+        console.print(f"No quality table: {exc.message}", markup=False)
+    try:
+        reg = read_result(cfg.paths, RegisterResult)
     except SparkTFError:
-        if evaluation:
-            console.print(evaluation.get("table", ""))
-    reg = context.get("register") or {}
-    if reg:
-        lines = []
-        for v in reg.get("versions", []):
+        reg = None
+    if reg is not None:
+        console.print(f"Registry {reg.registered_model}: {reg.champion_alias} = version {reg.champion}", markup=False)
+        for v in reg.versions:
             why = (
                 "passed every gate check"
-                if not v.get("failed_checks")
+                if not v.failed_checks
                 else "failed: "
                 + "; ".join(
                     f"{c.get('metric')} ({c.get('slice', 'overall')}): {c.get('detail') or c.get('check')}"
-                    for c in v["failed_checks"]
+                    for c in v.failed_checks
                 )
             )
-            lines.append(f"  {v.get('model')}: version {v.get('version')} {v.get('outcome')} ({why})")
-        console.print(f"[bold]Registry[/] {reg.get('registered_model')}: champion = version {reg.get('champion')}")
-        for line in lines:
-            console.print(line)
+            console.print(f"  {v.model}: version {v.version} {v.outcome} ({why})", markup=False)
+    try:
+        recommendations = read_result(cfg.paths, RecommendResult).recommendations
+    except SparkTFError:
+        recommendations = cfg.paths.recommendations
     paths = cfg.paths
     outputs = Table(title="Where the outputs are", show_header=False)
     outputs.add_column("what", style="bold")
@@ -218,7 +227,7 @@ def _print_summary(cfg: Config, context: dict[str, Any], seconds: float) -> None
         ("models (exports, checkpoints)", paths.models),
         ("MLflow", cfg.tracking_uri),
         ("ANN index", paths.index),
-        ("recommendations", (context.get("recommend") or {}).get("recommendations", paths.recommendations)),
+        ("recommendations", recommendations),
     ):
         outputs.add_row(what, str(where))
     console.print(outputs)
@@ -243,7 +252,7 @@ def run(
     plan: Annotated[bool, typer.Option("--plan", help="Check and print the plan, run nothing.")] = False,
 ) -> None:
     """Run the whole pipeline: check, then every stage whose inputs changed, in order."""
-    from sparktf.pipeline import PipelineRunner
+    from sparktf.stages.runner import PipelineRunner
 
     cfg = _load(config, set_, workdir, master)
     runner = PipelineRunner(cfg, on_event=_stage_event)
@@ -255,28 +264,16 @@ def run(
     if plan:
         console.print("--plan given: nothing was run.")
         return
-    unbuilt = [s for s, action in steps if s.impl is None and action != "skip"]
-    if unbuilt:
-        stage = unbuilt[0]
-        err_console.print(f"[yellow]Stage {stage.name!r} is not built yet (issue #{stage.issue}); nothing was run.[/]")
-        raise typer.Exit(3)
     t0 = time.perf_counter()
-    context = runner.run(from_)
-    _print_summary(cfg, context, time.perf_counter() - t0)
+    runner.run(from_)
+    _print_summary(cfg, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- stage commands
 
 
-def _not_built(what: str, issue: int) -> None:
-    raise NotBuiltYetError(f"`sparktf {what}` is not built yet (tracked in issue #{issue}); nothing was done.")
-
-
 def _stage_command(name: str, cfg: Config) -> None:
-    stage = get_stage(name)
-    if stage.impl is None:
-        _not_built(name, stage.issue)
-    _run_stage(name, cfg, {})
+    _run_stage(name, cfg)
 
 
 @app.command()
@@ -326,7 +323,7 @@ def promote(
     ] = None,
 ) -> None:
     """Run the validation gate and move the champion alias (or roll it back)."""
-    from sparktf.registry.stages import promote_command
+    from sparktf.stages.register import promote_command
 
     promote_command(_load(config, set_, workdir, master), console, version=version, do_rollback=rollback)
 
@@ -334,7 +331,7 @@ def promote(
 @app.command()
 def models(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
     """List registered model versions, aliases and validation statuses."""
-    from sparktf.registry.stages import models_command
+    from sparktf.stages.register import models_command
 
     models_command(_load(config, set_, workdir, master), console)
 
@@ -360,8 +357,15 @@ def serve(
     workdir: WorkdirOpt = None,
     master: MasterOpt = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="models:/name@champion or a TF Serving base path.")
+        str | None,
+        typer.Option(
+            "--model", help="models:/name@alias or a TF Serving base path (default: the registered model's champion)."
+        ),
     ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (serve.host; loopback by default).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="REST port (serve.port; 8501 by default).")] = None,
 ) -> None:
     """Serve the model over REST (TF Serving API plus :recommend).
 
@@ -370,10 +374,14 @@ def serve(
     (numbered version folders; the highest is served). Address, batching, auth and
     hot-reload settings are in [serve] (`sparktf config`).
     """
-    from sparktf.serving.server import serve as run_server
+    from sparktf.stages.serve import run_serve
 
-    cfg = _load(config, set_, workdir, master)
-    run_server(cfg, model or f"models:/{cfg.tracking.registered_model}@champion")
+    sets = list(set_ or [])
+    if host is not None:
+        sets.append(f"serve.host={_quote(host)}")
+    if port is not None:
+        sets.append(f"serve.port={port}")
+    run_serve(_load(config, sets, workdir, master), model)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -386,10 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False)
     except SparkTFError as exc:
-        err_console.print(f"[bold red]{exc.headline}[/]: {exc.message}")
+        # Messages quote user input ("[train]", "[/red]"): never read them as rich markup.
+        err_console.print(f"[bold red]{exc.headline}[/]: ", end="")
+        err_console.print(exc.message, markup=False)
         if exc.hint:
-            err_console.print(f"→ {exc.hint}")
-        return 3 if isinstance(exc, NotBuiltYetError) else 1
+            err_console.print(f"→ {exc.hint}", markup=False)
+        return 1
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -400,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception:  # noqa: BLE001 - the one place that reports unexpected errors
         err_console.print("[bold red]Internal error[/] (a bug in sparktf; please report it with this traceback):")
-        err_console.print(traceback.format_exc())
+        err_console.print(traceback.format_exc(), markup=False)
         return 2
     # With standalone_mode off, click returns typer.Exit's code instead of raising it.
     return rc if isinstance(rc, int) else 0

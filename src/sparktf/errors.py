@@ -24,7 +24,6 @@ __all__ = [
     "InferenceError",
     "LauncherError",
     "ModelError",
-    "NotBuiltYetError",
     "NotEnoughSlotsError",
     "PipelineError",
     "RegistryError",
@@ -94,12 +93,6 @@ class EnvironmentCheckError(SparkTFError):
     """The machine lacks something a run needs (Java, a package, a GPU, a writable path)."""
 
     headline = "Environment not ready"
-
-
-class NotBuiltYetError(SparkTFError):
-    """A pipeline stage exists in the CLI but its implementation has not landed yet."""
-
-    headline = "Not built yet"
 
 
 class DataError(SparkTFError):

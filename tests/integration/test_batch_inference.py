@@ -5,7 +5,6 @@ champion), and ``recommend(user_id, k)`` from Spark SQL."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -148,8 +147,9 @@ def test_spark_batch_equals_the_same_model_and_index_called_directly(spark: Any,
 def test_index_and_recommend_stages_with_a_local_export_and_sql(spark: Any, workdir_with_model: Path) -> None:
     import pyarrow.dataset as ds
 
-    from sparktf.inference.stages import index_stage, recommend_stage
     from sparktf.retrieval.index import load_index, read_manifest
+    from sparktf.stages import index as index_stage
+    from sparktf.stages import recommend as recommend_stage
 
     cfg = _config(
         workdir_with_model,
@@ -161,8 +161,8 @@ def test_index_and_recommend_stages_with_a_local_export_and_sql(spark: Any, work
         "batch.k=5",
         "batch.table=recs_stage_test",
     )
-    out = index_stage(cfg, {})
-    assert out["model_version"] == "two_tower/1"
+    out = index_stage.run(cfg)
+    assert out.model_version == "two_tower/1"
     manifest = read_manifest(str(workdir_with_model / "index"))
     tuning = manifest["info"]["tuning"]
     assert tuning["query_source"] == "given"  # real users' query embeddings from the features
@@ -170,12 +170,12 @@ def test_index_and_recommend_stages_with_a_local_export_and_sql(spark: Any, work
     # Logged to an MLflow run of the workdir's store.
     import mlflow
 
-    run = mlflow.tracking.MlflowClient(cfg.tracking_uri).get_run(out["mlflow_run_id"])
+    run = mlflow.tracking.MlflowClient(cfg.tracking_uri).get_run(out.mlflow_run_id)
     assert run.data.metrics["index/recall_at_10"] == pytest.approx(tuning["recall"])
     assert run.data.tags["index/kind"] == manifest["kind"]
 
-    rec = recommend_stage(cfg, {})
-    assert rec["users"] == U and rec["short_users"] == 0 and rec["rows"] == U * 5
+    rec = recommend_stage.run(cfg)
+    assert rec.counters["users"] == U and rec.counters["short_users"] == 0 and rec.counters["rows"] == U * 5
     table = ds.dataset(str(workdir_with_model / "recommendations"), format="parquet").to_table()
     assert table.schema.names == ["user_id", "rank", "item_id", "score", "model_version"]
     assert spark.table("recs_stage_test").count() == U * 5
@@ -200,7 +200,9 @@ def test_registry_champion_is_indexed_and_recommended(spark: Any, workdir_with_m
     seconds of migrations); from here on the registry has a champion, which wins."""
     import mlflow
 
-    from sparktf.inference.stages import index_stage, recommend_stage
+    from sparktf.registry.registry import ModelRegistry
+    from sparktf.stages import index as index_stage
+    from sparktf.stages import recommend as recommend_stage
     from sparktf.training.tracking import RunTracker
 
     cfg = _config(
@@ -215,25 +217,18 @@ def test_registry_champion_is_indexed_and_recommended(spark: Any, workdir_with_m
     uri = tracker.log_model(export, "two_tower")
     tracker.end()
     client = mlflow.tracking.MlflowClient(cfg.tracking_uri, registry_uri=cfg.tracking_uri)
-    with_registry = importlib.util.find_spec("sparktf.registry") is not None  # issue #7's module
-    if with_registry:  # register as the pipeline does, so the index can travel with the version
-        from sparktf.registry.registry import ModelRegistry
-
-        version = str(ModelRegistry(cfg.tracking_uri, "recs-test").register(uri).version)
-    else:
-        mlflow.set_registry_uri(cfg.tracking_uri)
-        version = str(mlflow.register_model(uri, "recs-test").version)
+    # Registered as the pipeline does, so the index can travel with the version.
+    version = str(ModelRegistry(cfg.tracking_uri, "recs-test").register(uri).version)
     client.set_registered_model_alias("recs-test", "champion", version)
 
-    out = index_stage(cfg, {})
-    assert out["model_version"] == f"recs-test/{version}"
+    out = index_stage.run(cfg)
+    assert out.model_version == f"recs-test/{version}"
     # The TFRS ScaNN SavedModel sits beside the index, and the index travels with the version.
     assert (workdir_with_model / "index" / "tfrs_scann" / "1" / "saved_model.pb").exists()
-    if with_registry:
-        tags = client.get_model_version("recs-test", version).tags
-        assert tags["index_artifact"].endswith("sparktf/index"), tags
-    rec = recommend_stage(cfg, {})
-    assert rec["model_version"] == f"recs-test/{version}" and rec["users"] == U
+    tags = client.get_model_version("recs-test", version).tags
+    assert tags["index_artifact"].endswith("sparktf/index"), tags
+    rec = recommend_stage.run(cfg)
+    assert rec.model_version == f"recs-test/{version}" and rec.counters["users"] == U
     versions = {r.model_version for r in spark.read.parquet(str(workdir_with_model / "recommendations")).collect()}
     assert versions == {f"recs-test/{version}"}
     # The downloaded export is the registered one: same item vectors as the local file.

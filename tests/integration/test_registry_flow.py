@@ -195,8 +195,8 @@ def _evaluator(store: Store) -> tuple[Callable[[str], Any], dict[str, Any]]:
 
     import sparktf
     from sparktf.evaluation.metrics import Queries, evaluate_ranking
+    from sparktf.evaluation.scoring import export_score_fn
     from sparktf.registry.load import download_model
-    from sparktf.registry.stages import catalogue_score_fn
 
     frame = pd.DataFrame({"user_id": [r[0] for r in HELD_OUT], "history": [r[1] for r in HELD_OUT]})
     targets = np.array([ITEMS.index(r[2]) for r in HELD_OUT])
@@ -213,7 +213,7 @@ def _evaluator(store: Store) -> tuple[Callable[[str], Any], dict[str, Any]]:
         local, _ = download_model(uri, tracking_uri=store.uri)
         with lock:
             if local not in cache:
-                score = catalogue_score_fn(sparktf.load_model(uri, tracking_uri=store.uri).exported, ITEMS)
+                score = export_score_fn(sparktf.load_model(uri, tracking_uri=store.uri).exported, ITEMS)
                 cache[local] = evaluate_ranking(
                     lambda a, b: score(frame.iloc[a:b].reset_index(drop=True)), queries, ks=[1, 5], model=uri
                 )

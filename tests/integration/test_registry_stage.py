@@ -8,6 +8,7 @@ with Spark and scores the model over the full catalogue.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -64,16 +65,27 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> str:
     return export_model(model, str(tmp_path_factory.mktemp("export")), 1, k=5)
 
 
-def _trained(cfg: Any, export: str) -> dict[str, Any]:
+def _trained(cfg: Any, export: str) -> Any:
     """What the train stage leaves behind: a run with the logged model, and state/train.json."""
-    from sparktf.training.stage import write_state
+    from sparktf.stages.state import TrainedModel, TrainResult, write_result
     from sparktf.training.tracking import RunTracker
 
     tracker = RunTracker(cfg.tracking_uri, cfg.tracking.experiment, cfg.paths.mlflow_artifacts)
     run_id = tracker.start("sequential")
-    info = {"run_id": run_id, "export_path": export, "model_uri": tracker.log_model(export, "sequential")}
+    info = TrainedModel(
+        kind="sequential",
+        run_id=run_id,
+        export_path=export,
+        model_uri=tracker.log_model(export, "sequential"),
+        version=1,
+        epochs_run=1,
+        final_metrics={},
+        examples_per_second=0.0,
+        workers=0,
+        restarts=0,
+    )
     tracker.end()
-    write_state(cfg, "train", {"models": {"sequential": info}})
+    write_result(cfg.paths, TrainResult(models=(info,)))
     return info
 
 
@@ -83,8 +95,9 @@ def test_register_stage_promotes_then_rejects_and_cli_promotes(
     from sparktf.cli import main
     from sparktf.config import load_config
     from sparktf.registry.registry import ModelRegistry
-    from sparktf.registry.stages import catalogue_evaluator, data_fingerprint, register_stage
-    from sparktf.training.stage import read_state
+    from sparktf.stages import register
+    from sparktf.stages._evaluation import eval_args
+    from sparktf.stages.state import RegisterResult, read_result
 
     overrides = [
         f"workdir={tmp_path / 'work'}",
@@ -99,17 +112,16 @@ def test_register_stage_promotes_then_rejects_and_cli_promotes(
 
     # First model: no champion, the floors apply, it is registered with its metrics and promoted.
     first = _trained(cfg, export)
-    out = register_stage(cfg, {})
-    assert [(v["model"], v["version"], v["outcome"]) for v in out["versions"]] == [("sequential", 1, "promoted")]
-    assert (out["champion"], out["previous"]) == (1, None)
-    registry = ModelRegistry.from_config(cfg)
+    out = register.run(cfg)
+    assert [(v.model, v.version, v.outcome) for v in out.versions] == [("sequential", 1, "promoted")]
+    assert (out.champion, out.previous) == (1, None)
+    registry = ModelRegistry(cfg.tracking_uri, cfg.tracking.registered_model)
     v1 = registry.get(1)
-    measured = catalogue_evaluator(cfg, spark)(first["model_uri"])
+    measured = register.catalogue_evaluator(spark, eval_args(cfg), tracking_uri=cfg.tracking_uri)(first.model_uri)
     assert v1.metrics["ndcg@5"] == pytest.approx(measured.overall["ndcg@5"])
     assert set(measured.slices["user_activity"]) == {"low", "mid", "high"}
-    assert v1.tags["data_fingerprint"] == data_fingerprint(cfg) != "unknown"
-    assert v1.run_id == first["run_id"] and v1.artifact("vocab")
-    assert read_state(cfg, "register")["champion"] == 1
+    assert v1.tags["data_fingerprint"] == register.data_fingerprint(cfg.paths.features) != "unknown"
+    assert v1.run_id == first.run_id and v1.artifact("vocab")
 
     # Retrained to the same quality, against a gate that demands a 50% gain: rejected, champion kept.
     demanding = cfg.replace(
@@ -117,13 +129,50 @@ def test_register_stage_promotes_then_rejects_and_cli_promotes(
     )
     _trained(demanding, export)
     with pytest.raises(ValidationGateError, match=r"ndcg@5 \[overall\] min_relative_change") as info:
-        register_stage(demanding, {})
+        register.run(demanding)
     assert "champion is unchanged (v1)" in str(info.value)
     assert registry.aliases() == {"champion": 1} and registry.get(2).status == "failed"
-    rejected = read_state(cfg, "register")["versions"][0]
-    assert rejected["outcome"] == "rejected" and rejected["failed_checks"][0]["observed"] == pytest.approx(0.0)
+    rejected = read_result(cfg.paths, RegisterResult).versions[0]
+    assert rejected.outcome == "rejected" and rejected.failed_checks[0]["observed"] == pytest.approx(0.0)
 
     # `sparktf promote --version 2` with the config's own gate (no gain needed) promotes it.
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["promote", "--version", "2", *[a for o in overrides for a in ("--set", o)]]) == 0
     assert registry.aliases() == {"champion": 2, "previous": 1}
+
+
+def test_evaluate_stage_measures_what_the_gate_measures(spark: Any, tmp_path: Path, export: str) -> None:
+    """Issue 14: the evaluate stage hard-coded the test split and the default popularity
+    shares while the gate read the configured ones; now both read ``[evaluation]``."""
+    from sparktf.config import load_config
+    from sparktf.evaluation.metrics import EvaluationResult
+    from sparktf.stages import evaluate, register
+    from sparktf.stages._evaluation import eval_args
+
+    cfg = load_config(
+        overrides=[
+            f"workdir={tmp_path / 'work'}",
+            "spark.master=local[2]",
+            "train.models=['sequential']",
+            "evaluation.ks=[1, 5]",
+            "evaluation.split=validation",
+            "evaluation.popularity_shares=[0.2, 0.4]",
+            "evaluation.baselines=['most_popular']",
+        ]
+    )
+    _write_features(spark, Path(cfg.paths.features))
+    trained = _trained(cfg, export)
+    out = evaluate.run(cfg)
+    assert out.split == "validation"
+    table = EvaluationResult.from_dict(out.results["sequential"])
+    assert table.protocol.split == "validation"
+    gate = register.catalogue_evaluator(spark, eval_args(cfg), tracking_uri=cfg.tracking_uri)(trained.model_uri)
+    # The same queries, slices and numbers as the gate's evaluation of the same model.
+    assert table.overall == pytest.approx(gate.overall)
+    assert table.slices["target_popularity"] == gate.slices["target_popularity"]
+    # And the configured shares are the ones used: the default ones cut other slices.
+    default_shares = evaluate.run(
+        cfg.replace(evaluation=dataclasses.replace(cfg.evaluation, popularity_shares=(0.5, 0.8)))
+    )
+    other = EvaluationResult.from_dict(default_shares.results["sequential"])
+    assert other.slices["target_popularity"] != table.slices["target_popularity"]

@@ -10,7 +10,8 @@ import pytest
 
 from sparktf.config import load_config
 from sparktf.errors import DataError
-from sparktf.pipeline import get_stage
+from sparktf.stages import tfrecords
+from sparktf.stages.runner import get_stage
 from sparktf.tfrecord import tfrecord_dataset
 
 pytestmark = pytest.mark.spark
@@ -38,10 +39,10 @@ def test_stage_writes_each_split_and_the_schema(spark: Any, workdir: Path) -> No
     source = _examples(spark, workdir, splits)
     cfg = load_config(overrides=[f'workdir="{workdir}"', "tfrecord.codec=gzip", "tfrecord.files_per_split=2"])
     stage = get_stage("tfrecords")
-    assert stage.impl == "sparktf.tfrecord.stage:write_training_sets"
-    out = stage.load()(cfg, {})
-    assert out["rows"] == {"train": 5, "validation": 2, "test": 2}
-    assert out["files"]["train"] == 2
+    assert stage.run is tfrecords.run
+    out = stage.run(cfg)
+    assert out.rows == {"train": 5, "validation": 2, "test": 2}
+    assert out.files["train"] == 2
     tfr = workdir / "tfrecords"
     for split in ("train", "validation", "test"):
         assert (tfr / split / "_SUCCESS").exists()
@@ -68,5 +69,5 @@ def test_stage_refuses_unknown_splits(spark: Any, workdir: Path) -> None:
     _examples(spark, workdir, ["train", "holdout"])
     cfg = load_config(overrides=[f'workdir="{workdir}"'])
     with pytest.raises(DataError, match=r"split value\(s\) \['holdout'\]"):
-        get_stage("tfrecords").load()(cfg, {})
+        get_stage("tfrecords").run(cfg)
     assert not (workdir / "tfrecords").exists()

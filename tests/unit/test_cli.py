@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sparktf.cli import main
-from sparktf.pipeline import STAGES
+from sparktf.stages.runner import STAGES
 
 
 def test_help_lists_every_stage(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,17 +34,26 @@ def test_bad_config_prints_headline_without_traceback(capsys: pytest.CaptureFixt
     assert "Traceback" not in err
 
 
-def test_an_unbuilt_stage_says_so_and_fails(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every stage is built now; the NotBuiltYet path stays for stages added later.
-    from sparktf import pipeline
+def test_help_puts_each_stage_on_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for i, stage in enumerate(STAGES, 1):
+        assert any(line.strip().startswith(f"{i}. {stage.name}:") for line in lines), stage.name
 
-    stages = tuple(pipeline.Stage(**{**s.__dict__, "impl": None}) if s.name == "index" else s for s in STAGES)
-    monkeypatch.setattr(pipeline, "STAGES", stages)
-    assert main(["index"]) == 3
+
+def test_error_text_is_not_read_as_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    # A value that is rich markup used to crash the error printer (issue 15).
+    assert main(["config", "--set", 'train.rnn="[/red]"']) == 1
     err = capsys.readouterr().err
-    assert "Not built yet" in err and "issue #8" in err
+    assert "[/red]" in err and "Traceback" not in err and "Internal error" not in err
+
+
+def test_square_brackets_in_messages_survive(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text("[train]\nnope = 1\n")
+    assert main(["config", "--config", str(toml)]) == 1
+    err = capsys.readouterr().err
+    assert "in [train]" in err  # rich used to swallow "[train]" as a style tag
 
 
 def test_console_script_is_installed() -> None:

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from sparktf.errors import DataError, ModelError
 from sparktf.evaluation import metrics as M
 from sparktf.evaluation.metrics import (
+    EvalProtocol,
     EvaluationResult,
     Exclusions,
-    Protocol,
     Queries,
     evaluate_ranked_lists,
     evaluate_ranking,
@@ -309,7 +309,7 @@ def test_cut_offs_must_be_positive() -> None:
 
 
 def test_protocol_sentence_states_everything() -> None:
-    p = Protocol(split="test", num_items=1682, exclude_seen=True, ks=(10, 20), num_queries=943, oov_targets=2)
+    p = EvalProtocol(split="test", num_items=1682, exclude_seen=True, ks=(10, 20), num_queries=943, oov_targets=2)
     s = p.sentence()
     for part in (
         "943 queries",
@@ -321,7 +321,7 @@ def test_protocol_sentence_states_everything() -> None:
         "K in {10, 20}",
     ):
         assert part in s, part
-    assert "not excluded" in Protocol("validation", 5, False, (1,), 3, 0).sentence()
+    assert "not excluded" in EvalProtocol("validation", 5, False, (1,), 3, 0).sentence()
 
 
 def test_result_pickles_and_round_trips_through_dict() -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from sparktf.config import load_config
 from sparktf.errors import ConfigError
-from sparktf.evaluation.metrics import EvaluationResult, Protocol
+from sparktf.evaluation.metrics import EvalProtocol, EvaluationResult
 from sparktf.evaluation.report import (
     comparison_markdown,
     default_metrics,
@@ -23,10 +23,10 @@ from sparktf.evaluation.report import (
     slices_markdown,
 )
 
-PROTO = Protocol(split="test", num_items=1682, exclude_seen=True, ks=(10, 20), num_queries=943, oov_targets=0)
+PROTO = EvalProtocol(split="test", num_items=1682, exclude_seen=True, ks=(10, 20), num_queries=943, oov_targets=0)
 
 
-def _result(model: str, base: float, proto: Protocol = PROTO) -> EvaluationResult:
+def _result(model: str, base: float, proto: EvalProtocol = PROTO) -> EvaluationResult:
     overall = {
         "hr@10": base,
         "ndcg@10": base / 2,
@@ -72,7 +72,7 @@ def test_markdown_states_the_protocol_and_bolds_the_best() -> None:
 
 
 def test_different_protocols_are_flagged() -> None:
-    other = Protocol(split="test", num_items=1682, exclude_seen=False, ks=(10, 20), num_queries=943, oov_targets=0)
+    other = EvalProtocol(split="test", num_items=1682, exclude_seen=False, ks=(10, 20), num_queries=943, oov_targets=0)
     md = comparison_markdown([_result("a", 0.1), _result("b", 0.2, other)])
     assert "not comparable" in md
     assert "- a: " + PROTO.sentence() in md and "- b: " + other.sentence() in md

@@ -2,49 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import sys
-import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
-from sparktf import pipeline
 from sparktf.config import Config, load_config
-from sparktf.pipeline import STAGES, PipelineRunner, listing_fingerprint
+from sparktf.stages import runner
+from sparktf.stages.runner import STAGES, PipelineRunner, listing_fingerprint
+from sparktf.stages.state import StageResult
 
 CALLS: list[str] = []
 
 
 def _fake_stage(name: str, outputs: tuple[str, ...]) -> Any:
-    def fn(cfg: Config, context: dict[str, Any]) -> dict[str, Any]:
+    @dataclasses.dataclass(frozen=True)
+    class Ran(StageResult):
+        STAGE: ClassVar[str] = name
+        ran: str
+
+    def fn(cfg: Config) -> StageResult:
         CALLS.append(name)
         for out in outputs:
-            path = (
-                cfg.paths.state_file(os.path.basename(out))
-                if out.startswith("state/")
-                else cfg.paths.join(*out.split("/"))
-            )
-            if out.endswith(".json"):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                Path(path).write_text(f'{{"stage": "{name}", "n": {len(CALLS)}}}')
-            else:
-                os.makedirs(path, exist_ok=True)
-                Path(path, f"part-{len(CALLS)}.parquet").write_text("x" * len(CALLS))
-        return {"ran": name}
+            path = cfg.paths.join(*out.split("/"))
+            os.makedirs(path, exist_ok=True)
+            Path(path, f"part-{len(CALLS)}.parquet").write_text("x" * len(CALLS))
+        return Ran(ran=name)
 
     return fn
 
 
 @pytest.fixture
 def fake_stages(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("fake_stages")
-    for stage in STAGES:
-        setattr(module, stage.name, _fake_stage(stage.name, stage.outputs))
-    monkeypatch.setitem(sys.modules, "fake_stages", module)
-    fakes = tuple(pipeline.Stage(**{**s.__dict__, "impl": f"fake_stages:{s.name}"}) for s in STAGES)
-    monkeypatch.setattr(pipeline, "STAGES", fakes)
+    fakes = tuple(dataclasses.replace(s, run=_fake_stage(s.name, s.outputs)) for s in STAGES)
+    monkeypatch.setattr(runner, "STAGES", fakes)
     CALLS.clear()
 
 
@@ -60,10 +53,10 @@ def test_second_run_with_nothing_changed_skips_every_stage(tmp_path: Path, fake_
     events: list[tuple[str, str]] = []
     runner = PipelineRunner(_cfg(tmp_path), on_event=lambda kind, st, d: events.append((kind, st.name)))
     assert [a for _, a in runner.plan()] == ["skip"] * len(names)
-    ctx = runner.run()
+    records = runner.run()
     assert CALLS == []
     assert events == [("skip", n) for n in names]
-    assert ctx["features"] == {"ran": "features"}  # results come back from the record
+    assert records["features"].result == {"ran": "features"}  # results come back from the record
 
 
 def test_config_change_reruns_that_stage_and_everything_after(tmp_path: Path, fake_stages: None) -> None:
@@ -105,7 +98,7 @@ def test_changed_user_input_files_rerun_from_the_first_stage(tmp_path: Path, fak
     assert CALLS[0] == "generate" and len(CALLS) == len(STAGES)
 
 
-def test_listing_fingerprint_sees_names_and_sizes(tmp_path: Path) -> None:
+def test_listing_fingerprint_sees_names_sizes_and_edits_in_place(tmp_path: Path) -> None:
     d = tmp_path / "d"
     d.mkdir()
     (d / "part-0").write_text("abc")
@@ -114,3 +107,46 @@ def test_listing_fingerprint_sees_names_and_sizes(tmp_path: Path) -> None:
     (d / "part-0").write_text("abcd")
     assert listing_fingerprint([str(d)]) != first
     assert listing_fingerprint([str(tmp_path / "missing")]) != listing_fingerprint([str(d)])
+    # An edit in place at the same size (issue 15: a corrupted file went unnoticed).
+    second = listing_fingerprint([str(d)])
+    st = os.stat(d / "part-0")
+    (d / "part-0").write_text("abce")
+    os.utime(d / "part-0", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert listing_fingerprint([str(d)]) != second
+
+
+def test_a_user_input_edited_in_place_reruns_from_the_first_stage(tmp_path: Path, fake_stages: None) -> None:
+    data = tmp_path / "events"
+    data.mkdir()
+    (data / "a.parquet").write_text("1234")
+    over = ["data.source=path", f'data.path="{data}"']
+    PipelineRunner(_cfg(tmp_path, *over)).run()
+    CALLS.clear()
+    st = os.stat(data / "a.parquet")
+    (data / "a.parquet").write_text("5678")  # same size
+    os.utime(data / "a.parquet", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    PipelineRunner(_cfg(tmp_path, *over)).run()
+    assert CALLS[0] == "generate" and len(CALLS) == len(STAGES)
+
+
+def test_a_deleted_tracking_store_reruns_the_stages_that_wrote_into_it(tmp_path: Path, fake_stages: None) -> None:
+    cfg = _cfg(tmp_path)
+    store = Path(cfg.tracking_uri.removeprefix("sqlite:///"))
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text("db")
+    PipelineRunner(cfg).run()
+    CALLS.clear()
+    PipelineRunner(cfg).run()
+    assert CALLS == []
+    store.unlink()
+    PipelineRunner(cfg).run()
+    assert CALLS == ["train", "evaluate", "register", "index", "recommend"]
+
+
+def test_a_lost_stage_record_reruns_that_stage(tmp_path: Path, fake_stages: None) -> None:
+    cfg = _cfg(tmp_path)
+    PipelineRunner(cfg).run()
+    CALLS.clear()
+    os.remove(cfg.paths.state_file("evaluate.json"))
+    PipelineRunner(cfg).run()
+    assert CALLS == ["evaluate", "register", "index", "recommend"]

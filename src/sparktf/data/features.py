@@ -29,12 +29,13 @@ How a user's events become examples:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from sparktf.config import FeatureConfig
 from sparktf.data import storage
 from sparktf.data.item_attributes import UNKNOWN_BUCKET, price_bucket_column
+from sparktf.data.schema import ACTIVITY_LEVELS, EXAMPLE_COLUMNS, SPLITS, FeaturePaths
 from sparktf.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -52,39 +53,7 @@ __all__ = [
     "with_history",
 ]
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-ACTIVITY_LEVELS: tuple[str, ...] = ("low", "mid", "high")
-EXAMPLE_COLUMNS: tuple[str, ...] = (
-    "user_id",
-    "history",
-    "history_len",
-    "target",
-    "target_category",
-    "target_brand",
-    "target_price_bucket",
-    "event_time",
-    "user_activity",
-    "split",
-)
 _RANK = "_type_rank"
-
-
-@dataclass(frozen=True)
-class FeaturePaths:
-    """Where the feature tables go, under ``data/features``."""
-
-    root: str
-
-    def join(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
-
-    items = property(lambda self: self.join("items"))
-    item_vocab = property(lambda self: self.join("vocab", "items"))
-    user_vocab = property(lambda self: self.join("vocab", "users"))
-    examples = property(lambda self: self.join("examples"))
-    seen = property(lambda self: self.join("seen"))
-    sessions = property(lambda self: self.join("sessions"))
-    stats = property(lambda self: self.join("stats.json"))
 
 
 # --------------------------------------------------------------------------- building blocks

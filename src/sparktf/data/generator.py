@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOCK_USERS",
     "EVENT_TYPES",
-    "Catalog",
     "Simulation",
+    "SyntheticCatalog",
     "build_catalog",
     "generate_events",
     "next_view_mixture",
@@ -138,7 +138,7 @@ class _GroupSampler:
 
 
 @dataclass(frozen=True, eq=False)
-class Catalog:
+class SyntheticCatalog:
     """The generated world: items, their successors and the flash sales.
 
     Attributes:
@@ -216,7 +216,7 @@ def _zipf(n: int, exponent: float) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def build_catalog(cfg: GeneratorConfig) -> Catalog:
+def build_catalog(cfg: GeneratorConfig) -> SyntheticCatalog:
     """Build the world of ``cfg`` (items, successors, sales); same config, same world."""
     rng = np.random.default_rng([cfg.seed, 0xCA7A])
     n, c, b = cfg.num_items, cfg.num_categories, cfg.num_brands
@@ -261,7 +261,7 @@ def build_catalog(cfg: GeneratorConfig) -> Catalog:
     sale_keys = np.sort((np.arange(num_sales)[:, None] * n + sale_items).ravel())
     cdf = np.cumsum(popularity)
     cdf[-1] = 1.0
-    return Catalog(
+    return SyntheticCatalog(
         category=category,
         brand=brand,
         price=price,
@@ -328,7 +328,7 @@ class Simulation:
     sale: np.ndarray
 
 
-def _draw_tastes(cat: Catalog, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+def _draw_tastes(cat: SyntheticCatalog, rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Two favourite categories (by item popularity) and a favourite brand per user.
 
     The first draws of a block's generator: :func:`next_view_mixture` replays them.

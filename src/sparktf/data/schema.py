@@ -1,4 +1,5 @@
-"""The event schema every source is mapped to (see docs/data-contract.md).
+"""The data contract: the event schema every source is mapped to, and the layout and
+columns of the features the later stages read (see docs/data-contract.md).
 
 One ordered list of fields is the single source of truth for the raw reader, the
 validator, the generator and the feature pipeline, so a column cannot be renamed
@@ -15,12 +16,18 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 __all__ = [
+    "ACTIVITY_LEVELS",
     "CORRUPT_RECORD",
     "EVENTS_DDL",
     "EVENT_COLUMNS",
     "EVENT_FIELDS",
+    "EXAMPLE_COLUMNS",
     "KEY_COLUMNS",
+    "NOT_TRAINED_ON",
+    "SPLITS",
+    "TRAINING_COLUMNS",
     "EventField",
+    "FeaturePaths",
     "event_schema",
 ]
 
@@ -69,3 +76,53 @@ def event_schema() -> StructType:
     schema = StructType.fromDDL(EVENTS_DDL)
     assert isinstance(schema, StructType)
     return schema
+
+
+# --------------------------------------------------------------------------- features
+
+#: The splits of ``examples``, in order.
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: The values of ``user_activity`` (the evaluation slices of users by their train-part activity).
+ACTIVITY_LEVELS: tuple[str, ...] = ("low", "mid", "high")
+#: The columns of ``data/features/examples`` (one row per prediction step).
+EXAMPLE_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "history",
+    "history_len",
+    "target",
+    "target_category",
+    "target_brand",
+    "target_price_bucket",
+    "event_time",
+    "user_activity",
+    "split",
+)
+#: Columns of ``examples`` that stay out of the TFRecords: the split is the folder,
+#: and the time is bookkeeping, not a model input.
+NOT_TRAINED_ON: tuple[str, ...] = ("split", "event_time")
+#: The columns the ``tfrecords`` stage writes and the models read.
+TRAINING_COLUMNS: tuple[str, ...] = tuple(c for c in EXAMPLE_COLUMNS if c not in NOT_TRAINED_ON)
+
+
+@dataclass(frozen=True)
+class FeaturePaths:
+    """Where the feature tables live under ``data/features`` (every reader uses these names).
+
+    ``items`` (item attributes), ``vocab/items`` and ``vocab/users`` (id -> index, by
+    popularity), ``examples`` (Parquet, partitioned by ``split``), ``seen`` (each user's
+    train-part items), ``sessions`` and ``stats.json``.
+    """
+
+    root: str
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    items = property(lambda self: self.join("items"))
+    vocab = property(lambda self: self.join("vocab"))
+    item_vocab = property(lambda self: self.join("vocab", "items"))
+    user_vocab = property(lambda self: self.join("vocab", "users"))
+    examples = property(lambda self: self.join("examples"))
+    seen = property(lambda self: self.join("seen"))
+    sessions = property(lambda self: self.join("sessions"))
+    stats = property(lambda self: self.join("stats.json"))

@@ -13,7 +13,7 @@ Both are vectorized pandas UDFs: Arrow batches instead of one pickled row at a
 time, and ``normalize_category`` works on the distinct names of each batch only
 (categories repeat a lot). ``recommend(user_id, k)`` needs a trained model and an
 index, so :mod:`sparktf.inference.sql` registers it (the ``recommend`` stage does,
-or ``register_recommend_from_config`` in a notebook).
+or ``sparktf.stages.recommend.register_recommend_from_config`` in a notebook).
 
 Example:
     >>> spark.sql("SELECT normalize_category('Home & Garden'), price_bucket(12.5)").first()  # doctest: +SKIP

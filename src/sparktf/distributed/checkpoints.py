@@ -29,6 +29,7 @@ Usage inside a ``train_fn``:
 from __future__ import annotations
 
 import posixpath
+import sys
 import tempfile
 from typing import Any
 
@@ -36,6 +37,7 @@ from sparktf.distributed.ranks import RunContext, is_chief, run_context, worker_
 from sparktf.errors import LauncherError
 
 __all__ = [
+    "BackupRestoreError",
     "backup_dir",
     "callbacks",
     "checkpoint_dir",
@@ -43,8 +45,21 @@ __all__ = [
     "model_dir",
     "platform_callbacks",
     "remove_backup",
+    "restore_failure",
     "save_model",
 ]
+
+
+class BackupRestoreError(LauncherError):
+    """A relaunched (or resumed) run could not restore its backup.
+
+    Not a bug of ``train_fn``'s training code, and not a lost worker: the backup is
+    there, but this code cannot read it back into its model. The message names the
+    backup directory and what to do; the launcher's classification
+    (:func:`~sparktf.distributed.result.is_restore_failure`) keys on the type name.
+    """
+
+    headline = "Backup restore error"
 
 
 def _join(root: str, *parts: str) -> str:
@@ -149,7 +164,7 @@ def callbacks(
     return out
 
 
-# The name the issue and the training stage use; the same function.
+# The name the issue and the train stage use; the same function.
 platform_callbacks = callbacks
 
 
@@ -173,6 +188,49 @@ def save_model(model: Any, run_dir: str | None = None) -> tuple[str, str]:
     if root != final and tf.io.gfile.exists(root):
         tf.io.gfile.rmtree(root)
     return _join(final, "saved_model"), _join(final, "weights", "weights")
+
+
+def restore_failure(exc: BaseException) -> BackupRestoreError | None:
+    """The :class:`BackupRestoreError` that ``exc`` really is, else ``None``.
+
+    tf-keras restores a backup when training begins, but the variables an unbuilt
+    model creates later, inside the first traced training step, are restored only
+    then, and fail there ("You must feed a value for placeholder tensor ..."), far
+    from anything that says "backup". So an exception that escapes ``fit`` after the
+    platform's callback restored a backup and before the first step finished is
+    reported as the restore failure it is. ``None`` when no backup was being
+    restored, or when ``exc`` already is one.
+    """
+    if isinstance(exc, BackupRestoreError):
+        return None
+    keras_side = sys.modules.get("sparktf.distributed._keras")
+    pending = getattr(keras_side, "pending_restore", None)
+    state = pending() if pending is not None else None
+    if state is None:
+        return None
+    from sparktf.distributed.result import summarize_error
+
+    path, built = state
+    return restore_error(path, summarize_error(type(exc).__name__, str(exc), limit=200), built=built)
+
+
+def restore_error(path: str, cause: str, *, built: bool) -> BackupRestoreError:
+    """The error for a backup at ``path`` that could not be restored because of ``cause``."""
+    if built:
+        why = ""
+        fix = "resume it with the code and model settings that wrote it"
+    else:
+        why = (
+            " (the model was not built before fit(), so tf-keras restored its variables lazily, "
+            "inside the first training step)"
+        )
+        fix = "build the model before fit(): call it on one batch, or model.build(...), inside strategy.scope()"
+    return BackupRestoreError(
+        f"Could not restore the backup in {path}{why}: {cause} -- {fix}, or delete {path} to start the run over.",
+        backup_dir=path,
+        cause=cause,
+        model_built=built,
+    )
 
 
 def remove_backup(run_dir: str) -> None:

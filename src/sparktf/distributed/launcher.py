@@ -50,7 +50,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sparktf.config import TrainConfig
 from sparktf.distributed.gpus import gpu_amount_key
 from sparktf.distributed.logs import LogServer, print_line
 from sparktf.distributed.result import (
@@ -187,9 +186,6 @@ class SparkRunner:
     Args:
         spark: the SparkSession; defaults to the active one (or
             :func:`sparktf.get_spark`'s default).
-        config: the ``[train]`` section whose ``num_workers``, ``use_gpu``,
-            ``max_restarts``, ``backup_every_steps`` and ``launch_timeout_s``
-            are the defaults of :meth:`run`.
         log_sink: receives every streamed worker line (default: stdout).
 
     Example:
@@ -202,11 +198,9 @@ class SparkRunner:
         self,
         spark: SparkSession | None = None,
         *,
-        config: TrainConfig | None = None,
         log_sink: Callable[[str], None] | None = None,
     ) -> None:
         self._spark = spark
-        self.config = config or TrainConfig()
         self.sink = log_sink or print_line
 
     # ------------------------------------------------------------------ API
@@ -215,14 +209,14 @@ class SparkRunner:
         self,
         train_fn: Callable[..., Any],
         *args: Any,
-        num_workers: int | None = None,
-        use_gpu: bool | None = None,
+        num_workers: int = 2,
+        use_gpu: bool = False,
         strategy: Strategy = "multi_worker_mirrored",
-        max_restarts: int | None = None,
+        max_restarts: int = 2,
         run_dir: str | None = None,
         kwargs: Mapping[str, Any] | None = None,
-        backup_every_steps: int | None = None,
-        launch_timeout_s: float | None = None,
+        backup_every_steps: int = 0,
+        launch_timeout_s: float = 120.0,
         gpu_resource_name: str = "gpu",
         gpu_slots: int | None = None,
         max_value_bytes: int = 1 << 20,
@@ -299,16 +293,10 @@ class SparkRunner:
     # ------------------------------------------------------------------ settings
 
     def _resolve(self, train_fn: Callable[..., Any], **given: Any) -> _Launch:
-        cfg = self.config
-
-        def pick(name: str, default: Any) -> Any:
-            value = given[name]
-            return default if value is None else value
-
-        num_workers = int(pick("num_workers", cfg.num_workers))
-        max_restarts = int(pick("max_restarts", cfg.max_restarts))
-        every = int(pick("backup_every_steps", cfg.backup_every_steps))
-        timeout = float(pick("launch_timeout_s", cfg.launch_timeout_s))
+        num_workers = int(given["num_workers"])
+        max_restarts = int(given["max_restarts"])
+        every = int(given["backup_every_steps"])
+        timeout = float(given["launch_timeout_s"])
         checks = [
             ("num_workers", num_workers, num_workers >= 0, "0 (in this process) or more"),
             ("max_restarts", max_restarts, max_restarts >= 0, "0 or more"),
@@ -346,7 +334,7 @@ class SparkRunner:
         run_dir = given["run_dir"] or tempfile.mkdtemp(prefix=f"sparktf-run-{run_id}-")
         return _Launch(
             num_workers=num_workers,
-            use_gpu=bool(pick("use_gpu", cfg.use_gpu)),
+            use_gpu=bool(given["use_gpu"]),
             strategy=packed,
             max_restarts=max_restarts,
             run_dir=str(run_dir),

@@ -110,7 +110,7 @@ class MirroredStrategyRunner:
             returned instead. The full result is also kept in ``last_result``.
         """
         strategy = "custom" if self.use_custom_strategy else "multi_worker_mirrored"
-        if self.local_mode:
+        if self.local_mode or self.num_tasks is None:
             result = self._run_local(train_fn, kwargs, strategy)
         else:
             result = self._runner.run(

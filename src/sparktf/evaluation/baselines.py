@@ -1,6 +1,6 @@
 """Baselines, fitted on the train split and evaluated exactly like the models.
 
-Three recommenders, each a :class:`Recommender` whose :meth:`~Recommender.score`
+Three recommenders, each a :class:`Baseline` whose :meth:`~Baseline.score`
 returns scores over the whole catalogue, so :func:`~sparktf.evaluation.evalset.evaluate_scores`
 ranks them under the same protocol as a neural model:
 
@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sparktf.config import EvalConfig
+from sparktf.data.schema import FeaturePaths
 from sparktf.errors import DataError
 from sparktf.evaluation.evalset import EvalSet, evaluate_scores, load_eval_set, read_table, to_pandas
 from sparktf.evaluation.metrics import EvaluationResult
@@ -42,9 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALSRecommender",
+    "Baseline",
     "ItemCooccurrence",
     "MostPopular",
-    "Recommender",
     "evaluate_baselines",
     "fit_als",
     "fit_baseline",
@@ -56,7 +57,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-class Recommender(abc.ABC):
+class Baseline(abc.ABC):
     """Anything that scores the whole catalogue for a batch of queries.
 
     A recommender is a ``score_fn`` for :func:`~sparktf.evaluation.evalset.evaluate_scores`.
@@ -86,7 +87,7 @@ def _tiebreak(counts: npt.NDArray[Any]) -> FloatArray:
 
 
 @dataclass(frozen=True, eq=False)
-class MostPopular(Recommender):
+class MostPopular(Baseline):
     """Every query gets the items by train-part popularity.
 
     Attributes:
@@ -102,7 +103,7 @@ class MostPopular(Recommender):
 
 
 @dataclass(frozen=True, eq=False)
-class ItemCooccurrence(Recommender):
+class ItemCooccurrence(Baseline):
     """Last-item Markov chain with a popularity fall-back.
 
     Row ``a`` of the transition table lists the items that followed item ``a`` in the
@@ -155,7 +156,7 @@ class ItemCooccurrence(Recommender):
 
 
 @dataclass(frozen=True, eq=False)
-class ALSRecommender(Recommender):
+class ALSRecommender(Baseline):
     """Implicit-feedback matrix factorisation (Spark ML ALS), scored by dot product.
 
     Attributes:
@@ -205,9 +206,9 @@ def fit_item_cooccurrence(spark: SparkSession, features_path: str, eval_set: Eva
     """
     from pyspark.sql import functions as F
 
-    root = features_path.rstrip("/")
-    examples = read_table(spark, f"{root}/examples", ("history", "target", "split"), what="examples")
-    vocab = read_table(spark, f"{root}/vocab/items", ("item_id", "index"), what="item vocabulary")
+    layout = FeaturePaths(features_path)
+    examples = read_table(spark, layout.examples, ("history", "target", "split"), what="examples")
+    vocab = read_table(spark, layout.item_vocab, ("item_id", "index"), what="item vocabulary")
     cols = F.broadcast(vocab.select("item_id", (F.col("index") - 1).alias("col")))
     pairs = to_pandas(
         examples.where((F.col("split") == "train") & (F.size("history") >= 1))
@@ -246,10 +247,10 @@ def fit_als(spark: SparkSession, features_path: str, eval_set: EvalSet, cfg: Eva
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import functions as F
 
-    root = features_path.rstrip("/")
-    seen = read_table(spark, f"{root}/seen", ("user_id", "items"), what="seen items")
-    users = read_table(spark, f"{root}/vocab/users", ("user_id", "index"), what="user vocabulary")
-    items = read_table(spark, f"{root}/vocab/items", ("item_id", "index"), what="item vocabulary")
+    layout = FeaturePaths(features_path)
+    seen = read_table(spark, layout.seen, ("user_id", "items"), what="seen items")
+    users = read_table(spark, layout.user_vocab, ("user_id", "index"), what="user vocabulary")
+    items = read_table(spark, layout.item_vocab, ("item_id", "index"), what="item vocabulary")
     interactions = (
         seen.select("user_id", F.explode("items").alias("item_id"))
         .distinct()
@@ -273,7 +274,7 @@ def fit_als(spark: SparkSession, features_path: str, eval_set: EvalSet, cfg: Eva
     try:
         if interactions.isEmpty():
             raise DataError(
-                f"No train interactions to fit ALS on: {root}/seen joined with the user and item vocabularies is empty.",
+                f"No train interactions to fit ALS on: {layout.seen} joined with the user and item vocabularies is empty.",
                 hint="Check that seen/, vocab/users/ and vocab/items/ come from the same features run.",
             )
         model = als.fit(interactions)
@@ -299,7 +300,7 @@ def fit_als(spark: SparkSession, features_path: str, eval_set: EvalSet, cfg: Eva
     )
 
 
-def fit_baseline(name: str, spark: SparkSession, features_path: str, eval_set: EvalSet, cfg: EvalConfig) -> Recommender:
+def fit_baseline(name: str, spark: SparkSession, features_path: str, eval_set: EvalSet, cfg: EvalConfig) -> Baseline:
     """Fit one baseline by its ``evaluation.baselines`` name."""
     if name == "most_popular":
         return fit_most_popular(eval_set)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from sparktf.data.schema import FeaturePaths
 from sparktf.errors import DataError, SchemaError
 from sparktf.evaluation.metrics import EvaluationResult, Exclusions, Queries, evaluate_ranking
 
@@ -48,6 +49,7 @@ ScoreFn = Callable[["pd.DataFrame"], Any]
 #: The slicings every evaluation reports.
 SLICINGS = ("user_activity", "target_popularity", "target_category")
 
+# The columns of the examples (sparktf.data.schema.EXAMPLE_COLUMNS) that evaluation reads.
 _EXAMPLE_COLUMNS = ("user_id", "history", "target", "target_category", "user_activity", "split")
 _EXCLUSION_RULE = "items the user interacted with before the target (train part and history)"
 
@@ -111,7 +113,7 @@ def to_pandas(df: DataFrame) -> pd.DataFrame:
 
 
 def _catalogue(spark: SparkSession, root: str) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.int64]]:
-    path = f"{root}/vocab/items"
+    path = FeaturePaths(root).item_vocab
     vocab = read_table(spark, path, ("item_id", "index", "count"), what="item vocabulary")
     pdf = to_pandas(vocab.select("item_id", "index", "count"))
     pdf = pdf.sort_values("index", kind="stable").reset_index(drop=True)
@@ -186,9 +188,10 @@ def load_eval_set(
 
     root = features_path.rstrip("/")
     item_ids, item_counts = _catalogue(spark, root)
-    examples_path = f"{root}/examples"
+    layout = FeaturePaths(root)
+    examples_path = layout.examples
     examples = read_table(spark, examples_path, _EXAMPLE_COLUMNS, what="examples")
-    vocab = read_table(spark, f"{root}/vocab/items", ("item_id", "index"), what="item vocabulary")
+    vocab = read_table(spark, layout.item_vocab, ("item_id", "index"), what="item vocabulary")
     columns = F.broadcast(vocab.select(F.col("item_id").alias("_item"), (F.col("index") - 1).alias("_col")))
 
     ex = examples.where(F.col("split") == split).withColumn("_q", F.monotonically_increasing_id())
@@ -197,7 +200,7 @@ def load_eval_set(
         ex = ex.localCheckpoint()
     ex = ex.join(columns.withColumnRenamed("_item", "target").withColumnRenamed("_col", "_target"), "target", "left")
     if exclude_seen:
-        seen = read_table(spark, f"{root}/seen", ("user_id", "items"), what="seen items")
+        seen = read_table(spark, layout.seen, ("user_id", "items"), what="seen items")
         empty = F.array().cast("array<string>")
         prior = ex.select("_q", "user_id", "history").join(
             seen.select("user_id", F.col("items").alias("_seen")), "user_id", "left"

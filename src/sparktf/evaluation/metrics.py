@@ -15,7 +15,7 @@ Every model and every baseline is evaluated by this one module, under one protoc
   Columns follow the vocabulary, which is sorted by descending train frequency, so ties
   are broken towards the more popular item, the same rule for every model.
 * **Out-of-vocabulary targets** have rank infinity: a miss at every K and 0 for MRR.
-  They are counted in :class:`Protocol`, never dropped.
+  They are counted in :class:`EvalProtocol`, never dropped.
 * **HR@K** = share of queries with rank <= K; **NDCG@K** = mean of 1/log2(rank + 1)
   over queries with rank <= K (one relevant item, so the ideal DCG is 1);
   **MRR** = mean of 1/rank with the rank over the full catalogue (not truncated);
@@ -42,9 +42,9 @@ from sparktf.errors import DataError, ModelError
 
 __all__ = [
     "MAX_BATCH_ELEMENTS",
+    "EvalProtocol",
     "EvaluationResult",
     "Exclusions",
-    "Protocol",
     "Queries",
     "evaluate_ranked_lists",
     "evaluate_ranking",
@@ -204,7 +204,7 @@ class Queries:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalProtocol:
     """How a result was measured; rendered as a sentence in every report.
 
     Attributes:
@@ -266,7 +266,7 @@ class Protocol:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Protocol:
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalProtocol:
         return cls(
             split=str(data["split"]),
             num_items=int(data["num_items"]),
@@ -296,7 +296,7 @@ class EvaluationResult:
     """
 
     model: str
-    protocol: Protocol
+    protocol: EvalProtocol
     overall: dict[str, float]
     slices: SliceMetrics = field(default_factory=dict)
 
@@ -312,7 +312,7 @@ class EvaluationResult:
     def from_dict(cls, data: Mapping[str, Any]) -> EvaluationResult:
         return cls(
             model=str(data["model"]),
-            protocol=Protocol.from_dict(data["protocol"]),
+            protocol=EvalProtocol.from_dict(data["protocol"]),
             overall={str(k): float(v) for k, v in data["overall"].items()},
             slices={
                 str(s): {str(v): {str(m): float(x) for m, x in ms.items()} for v, ms in vals.items()}
@@ -609,8 +609,8 @@ def evaluate_ranked_lists(
     )
 
 
-def _protocol(queries: Queries, ks: tuple[int, ...], *, list_length: int) -> Protocol:
-    return Protocol(
+def _protocol(queries: Queries, ks: tuple[int, ...], *, list_length: int) -> EvalProtocol:
+    return EvalProtocol(
         split=queries.split,
         num_items=queries.num_items,
         exclude_seen=queries.exclude is not None,

@@ -1,6 +1,6 @@
 """Reports of evaluation results: markdown, a rich table, JSON, and MLflow.
 
-Every rendering starts with the protocol sentence (:meth:`Protocol.sentence`), so a
+Every rendering starts with the protocol sentence (:meth:`EvalProtocol.sentence`), so a
 number is never shown without how it was measured; results measured under different
 protocols are flagged as not comparable.
 

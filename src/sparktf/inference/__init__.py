@@ -5,7 +5,6 @@
 * :mod:`~sparktf.inference.sql`: ``recommend(user_id, k)`` for Spark SQL.
 * :mod:`~sparktf.inference.resolve`: which model export to use (registry URI, path,
   latest export).
-* :mod:`~sparktf.inference.stages`: the pipeline stages ``index`` and ``recommend``.
 
 Names resolve on first use, so importing this package loads neither Spark nor TensorFlow.
 """
@@ -20,11 +19,8 @@ _EXPORTS = {
     "recommend_local": "batch",
     "user_contexts": "batch",
     "register_recommend": "sql",
-    "register_recommend_from_config": "sql",
     "ModelRef": "resolve",
     "resolve_model": "resolve",
-    "index_stage": "stages",
-    "recommend_stage": "stages",
 }
 
 __all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sparktf.data.schema import FeaturePaths
 from sparktf.errors import DataError, InferenceError
 from sparktf.retrieval.index import PAD_ID, AnnIndex, load_index
 
@@ -95,8 +96,8 @@ def user_contexts(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    examples_dir = os.path.join(features_dir, "examples")
-    seen_dir = os.path.join(features_dir, "seen")
+    layout = FeaturePaths(features_dir)
+    examples_dir, seen_dir = layout.examples, layout.seen
     for path in (examples_dir, seen_dir) if exclude_seen else (examples_dir,):
         if not _exists(spark, path):
             raise DataError(f"{path} does not exist.", hint="Run `sparktf prepare` (the features stage) first.")

@@ -10,10 +10,11 @@ the model's cold-start answer (an empty history).
 
 How it gets registered: the ``recommend`` stage registers it on its session after
 writing the recommendations; in another session (a notebook, ``spark-sql`` through
-PySpark) call :func:`register_recommend_from_config` once a model and an index exist::
+PySpark) call :func:`sparktf.stages.recommend.register_recommend_from_config` once a
+model and an index exist::
 
     from sparktf import get_spark, load_config
-    from sparktf.inference.sql import register_recommend_from_config
+    from sparktf.stages.recommend import register_recommend_from_config
     cfg = load_config("my.toml"); spark = get_spark(cfg.spark)
     register_recommend_from_config(spark, cfg)
     spark.sql("SELECT recommend('u42', 5)").show(truncate=False)
@@ -43,9 +44,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import SparkSession
 
-    from sparktf.config import Config
 
-__all__ = ["RETURN_TYPE", "contexts_token", "register_recommend", "register_recommend_from_config"]
+__all__ = ["RETURN_TYPE", "contexts_token", "register_recommend"]
 
 RETURN_TYPE = "array<struct<item_id:string,score:float>>"
 
@@ -179,20 +179,3 @@ def register_recommend(
     # Typed Any: pyspark's overloads cannot see that the annotations set above are Series.
     make_udf: Any = pandas_udf
     spark.udf.register(name, make_udf(recommend, RETURN_TYPE))
-
-
-def register_recommend_from_config(spark: SparkSession, cfg: Config, *, name: str = "recommend") -> None:
-    """Register ``recommend`` with the workdir's index, the model it was built from, and
-    the user contexts the ``recommend`` stage wrote."""
-    from sparktf.inference.stages import contexts_dir, model_for_batch
-
-    index_dir = cfg.paths.local("index")
-    ref = model_for_batch(cfg, index_dir)
-    register_recommend(
-        spark,
-        ref.path,
-        index_dir,
-        contexts_dir(cfg),
-        name=name,
-        threads_per_worker=cfg.batch.threads_per_worker,
-    )

@@ -5,7 +5,7 @@
 * :mod:`~sparktf.registry.lock`: the promotion lock (MLflow has no compare-and-set).
 * :mod:`~sparktf.registry.promote`: promotion with its safety checks, and rollback.
 * :mod:`~sparktf.registry.load`: :func:`sparktf.load_model`.
-* :mod:`~sparktf.registry.stages`: the pipeline's ``register`` stage and the CLI commands.
+* :mod:`~sparktf.registry.tables`: gate reports and versions as rich tables.
 
 Names are resolved on first use, so importing this package loads no MLflow.
 """

@@ -44,8 +44,6 @@ from sparktf.errors import RegistryError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from sparktf.config import Config
-
 __all__ = [
     "FAILED_CHECKS_TAG",
     "FINGERPRINT_TAG",
@@ -214,11 +212,6 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.name = name
         self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> ModelRegistry:
-        """The registry of ``tracking.registered_model`` at the config's tracking URI."""
-        return cls(cfg.tracking_uri, cfg.tracking.registered_model)
 
     def __repr__(self) -> str:
         return f"ModelRegistry({self.tracking_uri!r}, {self.name!r})"

@@ -1,0 +1,68 @@
+"""``sparktf serve``: the configuration turned into :func:`sparktf.serving.server.serve`'s arguments.
+
+:func:`serve_args` is pure (it reads the config and looks whether the workdir's
+index exists; it creates nothing), so what a configuration serves can be checked
+without starting a server. :func:`run_serve` is what the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from sparktf.config import Config, ServeConfig
+
+__all__ = ["ServeArgs", "run_serve", "serve_args"]
+
+
+@dataclass(frozen=True)
+class ServeArgs:
+    """The arguments of :func:`sparktf.serving.server.serve`.
+
+    Attributes:
+        settings: the ``[serve]`` section.
+        model: ``models:/name@alias``, ``models:/name/<version>`` or a TF Serving base path.
+        tracking_uri: the MLflow tracking URI for ``models:/`` sources.
+        features_path: the features tables ("" for none).
+        index_path: a saved ANN index ("" to look in each version directory only).
+        cache_dir: where registry versions are downloaded ("": a new temporary directory,
+            for a remote workdir).
+    """
+
+    settings: ServeConfig
+    model: str
+    tracking_uri: str
+    features_path: str
+    index_path: str
+    cache_dir: str
+
+
+def serve_args(cfg: Config, model: str | None) -> ServeArgs:
+    """What ``sparktf serve [--model MODEL]`` serves under ``cfg``.
+
+    Without ``model`` the champion is served: ``models:/<tracking.registered_model>@<gate.champion_alias>``,
+    the alias the validation gate moves (not a hard-coded ``@champion``). The features
+    and the index default to the workdir's when it is local; registry versions are
+    cached under ``<workdir>/state/serving-cache``.
+    """
+    serve = cfg.serve
+    paths = cfg.paths
+    features_path = serve.features_path or (paths.features if paths.is_local else "")
+    index_path = serve.index_path or (paths.index if paths.is_local and os.path.isdir(paths.index) else "")
+    cache_dir = os.path.join(paths.state, "serving-cache") if paths.is_local else ""
+    return ServeArgs(
+        settings=serve,
+        model=model or f"models:/{cfg.tracking.registered_model}@{cfg.gate.champion_alias}",
+        tracking_uri=cfg.tracking_uri,
+        features_path=features_path,
+        index_path=index_path,
+        cache_dir=cache_dir,
+    )
+
+
+def run_serve(cfg: Config, model: str | None) -> None:
+    """Serve ``model`` (default: the champion) under ``cfg`` until SIGTERM or Ctrl-C."""
+    from sparktf.serving.server import serve
+
+    args = serve_args(cfg, model)
+    serve(**{f.name: getattr(args, f.name) for f in fields(args)})

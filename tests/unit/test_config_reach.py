@@ -1,0 +1,285 @@
+"""Every configuration field reaches the code that uses it (issue 14).
+
+For each field of each section the table :data:`READS` says which stage or command
+reads it and how to see the value *as that code receives it*: through the stage's
+argument-building function (``launch_args``, ``eval_args``, ``serve_args``, ...), which
+is what the stage passes on. The test sets a value other than the default and checks
+that exactly that value arrives. Where a stage hands a whole section to a library
+function (``[generator]`` to the generator, ``[gate]`` to the promotion), the entry also
+names the module that reads the field, and the test checks that module reads it.
+
+A new field fails :func:`test_every_field_is_covered` until it is added here, with the
+code that reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import pytest
+
+import sparktf
+from sparktf.config import Config, MetricThreshold
+from sparktf.errors import ConfigError
+from sparktf.spark import spark_conf
+from sparktf.stages._evaluation import eval_args
+from sparktf.stages.features import features_args
+from sparktf.stages.generate import generate_args
+from sparktf.stages.index import index_args
+from sparktf.stages.recommend import batch_args
+from sparktf.stages.register import registry_args
+from sparktf.stages.serve import serve_args
+from sparktf.stages.tfrecords import tfrecords_args
+from sparktf.stages.train import launch_args, model_params, train_spec
+from sparktf.stages.validate import validate_args
+
+SRC = Path(sparktf.__file__).parent
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Who reads a field, and the value it gets.
+
+    Attributes:
+        reader: the stage or command that reads it (for people).
+        get: the value as the reading code receives it, from a config.
+        module: when a whole section is handed over, the module (under ``sparktf/``)
+            that reads this field of it.
+        auto_default: the default (0 or "") means "choose automatically" and arrives computed.
+        along: fields of the same section that a non-default value needs (a time split
+            needs its cutoff).
+    """
+
+    reader: str
+    get: Callable[[Config], Any]
+    module: str = ""
+    auto_default: bool = False  # the default means "automatic" and arrives computed
+    along: tuple[tuple[str, Any], ...] = ()  # other fields of the section a value needs
+
+
+def _spark(key: str) -> Callable[[Config], Any]:
+    return lambda c: spark_conf(c.spark)[key]
+
+
+def _spec(c: Config) -> Any:
+    return train_spec(c, "sequential", run_dir="r", export_base="e", version=1, train_examples=1, run_id="x")
+
+
+READS: dict[str, Reach] = {
+    "workdir": Reach("every stage", lambda c: validate_args(c).raw_path.rsplit("/data/raw", 1)[0]),
+    # [spark]: the session of every stage (sparktf.spark.get_spark).
+    "spark.master": Reach("get_spark", _spark("spark.master")),
+    "spark.app_name": Reach("get_spark", _spark("spark.app.name")),
+    "spark.shuffle_partitions": Reach(
+        "get_spark", lambda c: int(spark_conf(c.spark)["spark.sql.shuffle.partitions"]), auto_default=True
+    ),
+    "spark.driver_memory": Reach("get_spark", _spark("spark.driver.memory")),
+    "spark.ui": Reach("get_spark", lambda c: spark_conf(c.spark)["spark.ui.enabled"] == "true"),
+    "spark.log_level": Reach("get_spark", lambda c: c.spark.log_level, "spark.py"),
+    "spark.conf": Reach("get_spark", lambda c: {k: spark_conf(c.spark)[k] for k in c.spark.conf}),
+    # [data]
+    "data.source": Reach("generate", lambda c: generate_args(c).data.source, "stages/generate.py"),
+    "data.path": Reach("generate", lambda c: generate_args(c).movielens_path),
+    "data.format": Reach("generate (read_source)", lambda c: generate_args(c).data.format, "data/sources.py"),
+    "data.table": Reach("generate (read_source)", lambda c: generate_args(c).data.table, "data/sources.py"),
+    "data.event_types": Reach("validate, features", lambda c: features_args(c).event_types),
+    "data.max_bad_fraction": Reach("validate", lambda c: validate_args(c).rules.max_bad_fraction, "data/validation.py"),
+    "data.min_event_time": Reach("validate", lambda c: validate_args(c).rules.min_event_time, "data/validation.py"),
+    "data.max_event_time": Reach("validate", lambda c: validate_args(c).rules.max_event_time, "data/validation.py"),
+    # [features]
+    "features.max_history": Reach("features, train, index, recommend", lambda c: model_params(c, "gru").max_history),
+    "features.split": Reach(
+        "features (build_features)",
+        lambda c: features_args(c).features.split,
+        "data/features.py",
+        along=(("time_cutoff", "2026-01-20"),),
+    ),
+    # [tfrecord]
+    "tfrecord.codec": Reach("tfrecords", lambda c: tfrecords_args(c).codec),
+    "tfrecord.files_per_split": Reach("tfrecords", lambda c: tfrecords_args(c).files_per_split),
+    # [train]: the launcher
+    "train.num_workers": Reach("train (SparkRunner.run)", lambda c: launch_args(c).num_workers),
+    "train.use_gpu": Reach("train (SparkRunner.run)", lambda c: launch_args(c).use_gpu),
+    "train.max_restarts": Reach("train (SparkRunner.run)", lambda c: launch_args(c).max_restarts),
+    "train.backup_every_steps": Reach("train (SparkRunner.run)", lambda c: launch_args(c).backup_every_steps),
+    "train.launch_timeout_s": Reach("train (SparkRunner.run)", lambda c: launch_args(c).launch_timeout_s),
+    "train.models": Reach("train, register, index", lambda c: index_args(c).kinds),
+    # [train]: the training function
+    "train.epochs": Reach("train (TrainSpec)", lambda c: _spec(c).epochs),
+    "train.batch_size": Reach("train (TrainSpec)", lambda c: _spec(c).global_batch_size),
+    "train.learning_rate": Reach("train (TrainSpec)", lambda c: _spec(c).learning_rate),
+    "train.lr_decay": Reach("train (TrainSpec)", lambda c: _spec(c).lr_decay),
+    "train.early_stopping_patience": Reach("train (TrainSpec)", lambda c: _spec(c).early_stopping_patience),
+    # [tracking]
+    "tracking.tracking_uri": Reach(
+        "train, evaluate, register, index, serve", lambda c: registry_args(c).tracking_uri, auto_default=True
+    ),
+    "tracking.experiment": Reach("train, evaluate, index", lambda c: index_args(c).experiment),
+    "tracking.registered_model": Reach("register, index, serve", lambda c: registry_args(c).registered_model),
+    # [evaluation]: the protocol the evaluate stage and the gate share
+    "evaluation.ks": Reach("evaluate, register", lambda c: eval_args(c).ks),
+    "evaluation.exclude_seen": Reach("evaluate, register", lambda c: eval_args(c).exclude_seen),
+    "evaluation.split": Reach("evaluate, register", lambda c: eval_args(c).split),
+    "evaluation.batch_size": Reach("evaluate, register", lambda c: eval_args(c).batch_size),
+    "evaluation.popularity_shares": Reach("evaluate, register", lambda c: eval_args(c).popularity_shares),
+    # [gate]
+    "gate.champion_alias": Reach("register, index, serve", lambda c: serve_args(c, None).model.rsplit("@", 1)[1]),
+    # [index]
+    "index.model": Reach("index", lambda c: index_args(c).model),
+    "index.model_kind": Reach("index", lambda c: index_args(c).kinds[0], auto_default=True),
+    # [batch]
+    **{
+        f"batch.{f}": Reach("recommend", lambda c, f=f: getattr(batch_args(c), f))
+        for f in ("k", "table", "model", "users", "exclude_seen", "batch_size", "threads_per_worker", "partitions")
+    },
+    # [serve]
+    "serve.features_path": Reach("serve", lambda c: serve_args(c, None).features_path, auto_default=True),
+    "serve.index_path": Reach("serve", lambda c: serve_args(c, None).index_path),
+}
+
+# Sections handed whole to the library code named by a field's stage: the value
+# arrives as part of the section, and the module reads the field.
+_WHOLE: dict[str, tuple[str, Callable[[Config], Any], str]] = {
+    "generator": ("generate (generate_events)", lambda c: generate_args(c).generator, "data/generator.py"),
+    "features": ("features (build_features)", lambda c: features_args(c).features, "data/features.py"),
+    "train": ("train (ModelParams)", lambda c: model_params(c, "sequential"), "models/"),
+    "evaluation": ("evaluate (evaluate_baselines)", lambda c: c.evaluation, "evaluation/baselines.py"),
+    "gate": ("register, promote (promote_version)", lambda c: registry_args(c).gate, "registry/"),
+    "index": ("index", lambda c: index_args(c).settings, "stages/index.py"),
+    "serve": ("serve (create_app)", lambda c: serve_args(c, None).settings, "serving/"),
+}
+
+
+def _fields() -> list[tuple[str, str]]:
+    out = [("", "workdir")]
+    for section in dataclasses.fields(Config):
+        if section.name == "workdir":
+            continue
+        out += [(section.name, f.name) for f in dataclasses.fields(getattr(Config(), section.name))]
+    return out
+
+
+def _reach(section: str, name: str) -> Reach:
+    key = f"{section}.{name}" if section else name
+    if key in READS:
+        return READS[key]
+    reader, get, module = _WHOLE[section]
+    return Reach(reader, lambda c: getattr(get(c), name), module)
+
+
+def test_every_field_is_covered() -> None:
+    def covered(section: str, name: str) -> bool:
+        if (f"{section}.{name}" if section else name) in READS:
+            return True
+        # A whole-section entry covers a field only if that object carries it.
+        return section in _WHOLE and _carries(section, name)
+
+    missing = [f"{s}.{n}" for s, n in _fields() if not covered(s, n)]
+    assert not missing, f"fields nobody is shown to read: {missing}"
+
+
+def _carries(section: str, name: str) -> bool:
+    return hasattr(_WHOLE[section][1](Config()), name)
+
+
+_CANDIDATES: dict[str, list[Any]] = {
+    "str": ["local[3]", "3g", "other_name", "2026-02-01", "production", "/tmp/sparktf-reach", "models:/m@prod"],
+}
+
+
+def _other_value(section: str, name: str, default: Any, tp: Any) -> list[Any]:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return [a for a in get_args(tp) if a != default]
+    if tp is bool:
+        return [not default]
+    if tp is int:
+        return [default + 1, default + 2, default * 2, 1, 3]
+    if tp is float:
+        return [default * 0.5, default + 0.01, 0.5, 2.0] if not math.isnan(default) else [0.5]
+    if tp is str:
+        return _CANDIDATES["str"]
+    if origin is tuple:
+        (item,) = get_args(tp)[:1]
+        if item is MetricThreshold:
+            return [(MetricThreshold(metric="hr@20", min_value=0.25),)]
+        options = [tuple(reversed(default)), default[:1], (*default, *default[:1])]
+        if get_origin(item) is Literal:
+            options.append(tuple(get_args(item)[:1]))
+        if item is int:
+            options.append((5,))
+        if item is float:
+            options.append((0.4, 0.9))
+        return [o for o in options if o != default]
+    if origin is dict:
+        return [{"spark.sparktf.reach": "yes"}, {"canary": "2"}]
+    raise AssertionError(f"no candidate values for {section}.{name} ({tp})")
+
+
+def _with(cfg: Config, section: str, name: str, value: Any, along: tuple[tuple[str, Any], ...] = ()) -> Config:
+    if not section:
+        return cfg.replace(**{name: value})
+    changes = {**dict(along), name: value}
+    return cfg.replace(**{section: dataclasses.replace(getattr(cfg, section), **changes)})
+
+
+@pytest.mark.parametrize(("section", "name"), _fields(), ids=lambda x: x)
+def test_a_non_default_value_arrives_where_it_is_read(section: str, name: str) -> None:
+    base = Config()
+    owner = getattr(base, section) if section else base
+    tp = typing.get_type_hints(type(owner))[name]
+    default = getattr(owner, name)
+    reach = _reach(section, name)
+    if not reach.auto_default:
+        assert _same(reach.get(base), default), f"{section}.{name}: the default does not arrive as it is"
+    tried = []
+    for value in _other_value(section, name, default, tp):
+        try:
+            cfg = _with(base, section, name, value, reach.along)
+        except ConfigError as exc:
+            tried.append(f"{value!r}: {exc}")
+            continue
+        value = getattr(getattr(cfg, section) if section else cfg, name)  # as coerced
+        got = reach.get(cfg)
+        assert _same(got, value), f"{section}.{name} = {value!r} reaches {reach.reader} as {got!r}"
+        break
+    else:
+        pytest.fail(f"no valid non-default value for {section}.{name}: {tried}")
+    if reach.module:
+        _assert_module_reads(reach.module, name, f"{section}.{name}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str) and ("/" in a or "/" in b):
+        return Path(a).resolve() == Path(b).resolve() if a and b else a == b
+    return bool(a == b)
+
+
+def _assert_module_reads(module: str, name: str, key: str) -> None:
+    root = SRC / module
+    files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+    pattern = re.compile(rf"\.{re.escape(name)}\b")
+    assert any(pattern.search(p.read_text(encoding="utf-8")) for p in files), (
+        f"{key}: no code under sparktf/{module} reads .{name}"
+    )
+
+
+def test_the_four_misrouted_settings_of_issue_14_arrive() -> None:
+    """The settings that changed nothing before issue 14, each through its real path."""
+    cfg = Config().replace(
+        train=dataclasses.replace(Config().train, launch_timeout_s=7.5, backup_every_steps=3),
+        evaluation=dataclasses.replace(Config().evaluation, split="validation", popularity_shares=(0.3, 0.6)),
+        gate=dataclasses.replace(Config().gate, champion_alias="production"),
+    )
+    launch = launch_args(cfg)
+    assert (launch.launch_timeout_s, launch.backup_every_steps) == (7.5, 3)
+    ev = eval_args(cfg)
+    assert (ev.split, ev.popularity_shares) == ("validation", (0.3, 0.6))
+    assert serve_args(cfg, None).model == "models:/sparktf-recommender@production"
