@@ -15,8 +15,7 @@ _ensure_legacy_keras()
 
 from sparktf.config import Config, load_config  # noqa: E402
 from sparktf.errors import SparkTFError  # noqa: E402
-
-__version__ = "0.1.0"
+from sparktf.version import __version__  # noqa: E402
 
 __all__ = [
     "Config",

@@ -229,7 +229,9 @@ def load_cached(model_path: str, index_path: str, token: str = "", threads: int 
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit[0], hit[1], False
-    import sparktf  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads in this worker
+    from sparktf.tfenv import ensure_legacy_keras
+
+    ensure_legacy_keras()  # TF_USE_LEGACY_KERAS before TensorFlow loads in this worker
     from sparktf.models.export import load_exported
 
     if threads > 0:

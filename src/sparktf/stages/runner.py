@@ -200,7 +200,7 @@ def listing_fingerprint(paths: list[str]) -> str:
 
 def input_fingerprint(cfg: Config, stage: Stage, upstream: str) -> str:
     """The config sections ``stage`` reads, the fingerprint of what it reads, and the code version."""
-    from sparktf import __version__
+    from sparktf.version import __version__
 
     h = hashlib.sha256()
     sections = {name: config_to_dict(getattr(cfg, name), redact_secrets=True) for name in stage.sections}

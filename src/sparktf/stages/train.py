@@ -136,7 +136,7 @@ def _flat_counts(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(cfg: Config) -> TrainResult:
-    from sparktf import __version__
+    from sparktf.version import __version__
     from sparktf.distributed.launcher import SparkRunner
     from sparktf.training.tracking import RunTracker, git_commit
     from sparktf.training.train_fn import train_worker

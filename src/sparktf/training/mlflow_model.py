@@ -36,7 +36,9 @@ class RecommenderPyfunc(_python_model_base()):  # type: ignore[misc]
     """``predict(df) -> df`` with columns ``top_k_ids``, ``top_k_scores``, ``query_embedding``."""
 
     def load_context(self, context: Any) -> None:
-        import sparktf  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TF loads
+        from sparktf.tfenv import ensure_legacy_keras
+
+        ensure_legacy_keras()  # TF_USE_LEGACY_KERAS before TensorFlow loads
         from sparktf.models.export import load_exported
 
         self.model = load_exported(context.artifacts["savedmodel"])
