@@ -101,8 +101,8 @@ def run_one(n: int) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from sparktf.config import load_config
-    from sparktf.data import stages
     from sparktf.spark import get_spark
+    from sparktf.stages import features, generate, validate
 
     work = tempfile.mkdtemp(prefix=f"bench-data-{n}-")
     try:
@@ -112,9 +112,9 @@ def run_one(n: int) -> dict[str, Any]:
 
         jvm = spark.sparkContext._gateway.proc.pid
         out: dict[str, Any] = {"events": n, "load_start": os.getloadavg()[0]}
-        _timed(lambda: stages.generate(cfg, {}), jvm, out, "generate")
-        _timed(lambda: stages.validate(cfg, {}), jvm, out, "validate")
-        _timed(lambda: stages.features(cfg, {}), jvm, out, "features")
+        _timed(lambda: generate.run(cfg), jvm, out, "generate")
+        _timed(lambda: validate.run(cfg), jvm, out, "validate")
+        _timed(lambda: features.run(cfg), jvm, out, "features")
         stats = json.loads(Path(cfg.paths.features, "stats.json").read_text())
         out["examples"] = sum(stats["examples"].values())
         out["steps"] = stats["events"]["steps"]

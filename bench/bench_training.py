@@ -16,7 +16,6 @@ time). Usage: ``python -m bench.bench_training [--skip-synthetic] [--skip-moviel
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -40,7 +39,7 @@ MOVIELENS = [
 ]
 
 
-def _run(workdir: str, overrides: list[str]) -> tuple[dict, dict, float]:
+def _run(workdir: str, overrides: list[str]) -> tuple[Any, Any, float]:
     cmd = [SPARKTF, "run", "--workdir", workdir, "--master", "local[2]"]
     for o in overrides:
         cmd += ["--set", o]
@@ -50,17 +49,21 @@ def _run(workdir: str, overrides: list[str]) -> tuple[dict, dict, float]:
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise SystemExit(f"bench_training: `{' '.join(cmd)}` failed with {proc.returncode}")
-    state = Path(workdir) / "state"
-    return json.loads((state / "train.json").read_text()), json.loads((state / "evaluate.json").read_text()), seconds
+    from sparktf.stages.state import EvaluateResult, TrainResult, read_result
+    from sparktf.workdir import Workdir
+
+    paths = Workdir(workdir)
+    return read_result(paths, TrainResult), read_result(paths, EvaluateResult), seconds
 
 
-def _rows(label: str, train: dict, evaluation: dict) -> list[str]:
+def _rows(label: str, train: Any, evaluation: Any) -> list[str]:
     rows = []
-    for name, result in evaluation["results"].items():
+    trained = {m.kind: m for m in train.models}
+    for name, result in evaluation.results.items():
         m = result["overall"]
-        info = train["models"].get(name)
-        eps = f"{info['examples_per_second']:,.0f}" if info and info.get("examples_per_second") else "—"
-        workers = str(info["workers"]) if info else "—"
+        info = trained.get(name)
+        eps = f"{info.examples_per_second:,.0f}" if info and info.examples_per_second else "—"
+        workers = str(info.workers) if info else "—"
         rows.append(
             f"| {label} | {name} | {workers} | "
             + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in METRICS)
