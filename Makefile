@@ -6,11 +6,22 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 PYTEST_ARGS ?=
+WORKDIR ?= sparktf-work
+PORT    ?= 8501
+UI_PORT ?= 5000
 
-.PHONY: run test test-unit test-integration lint format bench install java clean distclean
+.PHONY: run serve ui test test-unit test-integration lint format bench install java clean distclean
 
 run: $(STAMP) java
 	$(BIN)/sparktf run $(ARGS)
+
+# After `make run`: serve the champion on 127.0.0.1:$(PORT), and the MLflow UI on :$(UI_PORT).
+serve: $(STAMP) java
+	$(BIN)/sparktf serve --workdir $(WORKDIR) --port $(PORT) $(ARGS)
+
+ui: $(STAMP)
+	@test -f $(WORKDIR)/mlflow.db || { echo "No MLflow store at $(WORKDIR)/mlflow.db: run \`make run\` first."; exit 1; }
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(WORKDIR))/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 test: $(STAMP) java
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

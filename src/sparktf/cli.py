@@ -8,6 +8,8 @@ message; anything else prints as an internal error with its traceback.
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -179,6 +182,16 @@ def _stage_event(kind: str, stage: Stage, detail: dict[str, Any]) -> None:
         console.print(f"[dim]↷ [{n}/{len(STAGES)}] {stage.name}: inputs unchanged since {when}; skipped.[/]")
 
 
+def _command(name: str) -> str:
+    """How to type ``name`` from this shell: bare when it is on PATH, else the full path
+    of the one installed beside this Python (``.venv/bin/`` after ``make run``)."""
+    beside = Path(sys.executable).with_name(name)
+    found = shutil.which(name)
+    if found and Path(found).resolve() == beside.resolve():
+        return name
+    return shlex.quote(str(beside)) if beside.exists() else name
+
+
 def _print_summary(cfg: Config, seconds: float) -> None:
     """Quality, outputs, what was promoted and why, and the commands to go on with."""
     from sparktf.stages.evaluate import SUMMARY_METRICS
@@ -231,14 +244,17 @@ def _print_summary(cfg: Config, seconds: float) -> None:
     ):
         outputs.add_row(what, str(where))
     console.print(outputs)
-    serve = f"sparktf serve --workdir {paths.root}"
+    sparktf_cmd, mlflow_cmd = _command("sparktf"), _command("mlflow")
+    serve = f"{sparktf_cmd} serve --workdir {shlex.quote(paths.root)}"
     ui = (
-        f"mlflow ui --backend-store-uri {cfg.tracking_uri} --port 5000"
+        f"{mlflow_cmd} ui --backend-store-uri {shlex.quote(cfg.tracking_uri)} --host 127.0.0.1 --port 5000"
         if cfg.tracking_uri.startswith("sqlite")
         else f"open {cfg.tracking_uri}"
     )
-    console.print(f"Serve the champion:  [bold]{serve}[/]")
-    console.print(f"Open the MLflow UI:  [bold]{ui}[/]")
+    # soft_wrap: a command must stay on one line to be copied, even when the output
+    # is not a terminal (rich then wraps at 80 columns).
+    console.print(f"Serve the champion:  [bold]{escape(serve)}[/]  (or: make serve)", soft_wrap=True)
+    console.print(f"Open the MLflow UI:  [bold]{escape(ui)}[/]  (or: make ui)", soft_wrap=True)
     console.print(f"[green]Pipeline finished in {seconds / 60:.1f} min.[/]")
 
 
