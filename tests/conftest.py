@@ -72,3 +72,24 @@ def _no_user_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's MLFLOW_TRACKING_URI must never leak into tests.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     os.environ.setdefault("SPARKTF_TESTING", "1")
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+_LITTER = ("mlruns", "mlartifacts", "spark-warehouse", "metastore_db", "sparktf-work")
+_BEFORE: set[str] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _BEFORE.update(name for name in _LITTER if (_ROOT / name).exists())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """`make test` leaves the checkout as it found it: a test that writes into the project
+    root (an MLflow experiment made without an artifact location writes ./mlruns) fails
+    the run, naming what it left."""
+    left = [name for name in _LITTER if (_ROOT / name).exists() and name not in _BEFORE]
+    if left:
+        session.config.get_terminal_writer().line(
+            f"ERROR: the tests left {', '.join(left)} in {_ROOT}; write under tmp_path instead.", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -191,7 +191,11 @@ def test_log_to_mlflow_sqlite(cycle_results: dict[str, Any], tmp_path: Path) -> 
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     try:
-        mlflow.set_experiment("eval-test")
+        # Artifacts under tmp_path: an experiment made without a location would put them
+        # in ./mlruns, the project root when `make test` runs.
+        mlflow.set_experiment(
+            experiment_id=mlflow.create_experiment("eval-test", artifact_location=(tmp_path / "art").as_uri())
+        )
         result = cycle_results["item_cooccurrence"]
         run_id = log_to_mlflow(result, prefix="test/")
         with mlflow.start_run(run_name="model") as active:
@@ -214,7 +218,8 @@ def test_log_to_mlflow_sqlite(cycle_results: dict[str, Any], tmp_path: Path) -> 
         # An explicit store and run, whatever the current store is.
         other = f"sqlite:///{tmp_path}/other.db"
         other_client = mlflow.MlflowClient(other)
-        target = other_client.create_run(other_client.create_experiment("elsewhere")).info.run_id
+        elsewhere = other_client.create_experiment("elsewhere", artifact_location=(tmp_path / "art2").as_uri())
+        target = other_client.create_run(elsewhere).info.run_id
         assert log_to_mlflow(result, run_id=target, tracking_uri=other) == target
         assert other_client.get_run(target).data.metrics["hr_at_1"] == result.overall["hr@1"]
         with pytest.raises(TrackingError, match=r"no run_id was given"):

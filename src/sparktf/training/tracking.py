@@ -142,6 +142,12 @@ def ChiefMetricsCallback(tracking_uri: str, run_id: str, prefix: str = "") -> An
     return _ChiefMetrics()
 
 
+#: MLflow 3's UI opens an experiment without this tag on its (empty) GenAI overview
+#: instead of the training runs; "custom_model_development" shows the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 class RunTracker:
     """Driver-side handle on one MLflow run.
 
@@ -165,9 +171,13 @@ class RunTracker:
                 if artifact_root:
                     os.makedirs(artifact_root, exist_ok=True) if "://" not in artifact_root else None
                     location = artifact_root if "://" in artifact_root else "file://" + os.path.abspath(artifact_root)
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
             else:
                 self.experiment_id = exp.experiment_id
+                if (exp.tags or {}).get(EXPERIMENT_KIND_TAG) is None:
+                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         except Exception as exc:
             raise TrackingError(
                 f"Cannot open MLflow experiment {experiment!r} at {tracking_uri}: {exc}",
