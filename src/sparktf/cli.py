@@ -60,6 +60,14 @@ WorkdirOpt = Annotated[
     str | None,
     typer.Option("--workdir", "-w", help="Directory (or URI) for everything the run makes.", show_default=False),
 ]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Also show Spark's, TensorFlow's and MLflow's own output here; it always goes to <workdir>/logs/sparktf.log.",
+    ),
+]
 MasterOpt = Annotated[
     str | None,
     typer.Option(
@@ -266,6 +274,7 @@ def run(
     master: MasterOpt = None,
     from_: Annotated[str | None, typer.Option("--from", help="Rerun from this stage on.")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Check and print the plan, run nothing.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole pipeline: check, then every stage whose inputs changed, in order."""
     from sparktf.stages.runner import PipelineRunner
@@ -280,48 +289,76 @@ def run(
     if plan:
         console.print("--plan given: nothing was run.")
         return
+    from sparktf.runlog import RunLog
+
     t0 = time.perf_counter()
-    runner.run(from_)
+    log = cfg.paths.log_file
+    console.print(f"[dim]Spark, TensorFlow and MLflow output goes to {escape(log)} (--verbose shows it here).[/]")
+    with RunLog(log, title="sparktf run", verbose=verbose):
+        runner.run(from_)
     _print_summary(cfg, time.perf_counter() - t0)
+    console.print(f"Full log: {escape(log)}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- stage commands
 
 
-def _stage_command(name: str, cfg: Config) -> None:
-    _run_stage(name, cfg)
+def _stage_command(name: str, cfg: Config, verbose: bool) -> None:
+    from sparktf.runlog import RunLog
+
+    with RunLog(cfg.paths.log_file, title=f"sparktf {name}", verbose=verbose):
+        _run_stage(name, cfg)
+    console.print(f"[dim]Log: {escape(cfg.paths.log_file)}[/]", soft_wrap=True)
 
 
 @app.command()
 def generate(
-    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Generate the synthetic flash-sale clickstream into the workdir."""
-    _stage_command("generate", _load(config, set_, workdir, master))
+    _stage_command("generate", _load(config, set_, workdir, master), verbose)
 
 
 @app.command()
 def prepare(
-    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Validate events (with quarantine) and build features, vocabularies and splits."""
     cfg = _load(config, set_, workdir, master)
     for name in ("validate", "features"):
-        _stage_command(name, cfg)
+        _stage_command(name, cfg, verbose)
 
 
 @app.command()
-def train(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
+def train(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
     """Train the recommenders on Spark and track them in MLflow."""
-    _stage_command("train", _load(config, set_, workdir, master))
+    _stage_command("train", _load(config, set_, workdir, master), verbose)
 
 
 @app.command()
 def evaluate(
-    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Evaluate over the full catalogue against the baselines."""
-    _stage_command("evaluate", _load(config, set_, workdir, master))
+    _stage_command("evaluate", _load(config, set_, workdir, master), verbose)
 
 
 @app.command()
@@ -353,17 +390,27 @@ def models(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = 
 
 
 @app.command()
-def index(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None) -> None:
+def index(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
     """Build (and tune) the ScaNN index over the model's item embeddings."""
-    _stage_command("index", _load(config, set_, workdir, master))
+    _stage_command("index", _load(config, set_, workdir, master), verbose)
 
 
 @app.command()
 def recommend(
-    config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = None, master: MasterOpt = None
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write top-K recommendations for every user with Spark."""
-    _stage_command("recommend", _load(config, set_, workdir, master))
+    _stage_command("recommend", _load(config, set_, workdir, master), verbose)
 
 
 @app.command()

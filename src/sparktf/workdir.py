@@ -62,13 +62,22 @@ class Workdir:
         ``s3a://``) under ``~/.cache/sparktf/runs/<hash of the workdir>/state``, since
         the driver writes these with plain file I/O.
         """
+        return os.path.join(self._driver_local(), "state", *parts)
+
+    @property
+    def log_file(self) -> str:
+        """The run's log (framework output, see :mod:`sparktf.runlog`): ``logs/sparktf.log``
+        inside a local workdir, beside the state files of a remote one."""
+        return os.path.join(self._driver_local(), "logs", "sparktf.log")
+
+    def _driver_local(self) -> str:
         if self.is_local:
-            return os.path.join(self.root, "state", *parts)
+            return self.root
         import hashlib
 
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         key = hashlib.sha256(self.root.encode()).hexdigest()[:16]
-        return os.path.join(cache, "sparktf", "runs", key, "state", *parts)
+        return os.path.join(cache, "sparktf", "runs", key)
 
     def __repr__(self) -> str:
         return f"Workdir({self.root!r})"

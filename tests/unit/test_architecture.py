@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("registry",),
     ("inference",),
     ("serving",),
-    ("checks",),
+    ("checks", "runlog"),
     ("stages",),
     ("cli", "__init__"),
 )

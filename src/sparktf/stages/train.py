@@ -138,6 +138,7 @@ def _flat_counts(stats: dict[str, Any]) -> dict[str, Any]:
 def run(cfg: Config) -> TrainResult:
     from sparktf.version import __version__
     from sparktf.distributed.launcher import SparkRunner
+    from sparktf.runlog import worker_sink
     from sparktf.training.tracking import RunTracker, git_commit
     from sparktf.training.train_fn import train_worker
 
@@ -190,7 +191,7 @@ def run(cfg: Config) -> TrainResult:
         t0 = time.perf_counter()
         try:
             # Every [train] launcher setting, as launch_args built it (tests check that function).
-            result = SparkRunner(spark).run(
+            result = SparkRunner(spark, log_sink=worker_sink()).run(
                 train_worker, spec, strategy="custom", run_dir=run_dir, **dataclasses.asdict(launch)
             )
         except Exception:
