@@ -136,11 +136,11 @@ def _flat_counts(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(cfg: Config) -> TrainResult:
-    from sparktf.version import __version__
     from sparktf.distributed.launcher import SparkRunner
     from sparktf.runlog import worker_sink
     from sparktf.training.tracking import RunTracker, git_commit
     from sparktf.training.train_fn import train_worker
+    from sparktf.version import __version__
 
     stats = _features_stats(cfg)
     spark = spark_for(cfg)
