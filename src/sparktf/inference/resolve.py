@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sparktf.errors import ModelError, RegistryError
+from sparktf.registry.uri import is_model_uri, parse_model_uri
 
 __all__ = [
     "ModelRef",
@@ -43,8 +43,6 @@ __all__ = [
     "resolve_default",
     "resolve_model",
 ]
-
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))$")
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def resolve_model(spec: str, *, tracking_uri: str | None = None, download_root: 
             has no ``savedmodel`` artifact.
         ModelError: the path holds no export.
     """
-    if spec.startswith("models:/"):
+    if is_model_uri(spec):
         return _resolve_registry(spec, tracking_uri, download_root)
     path = spec.removeprefix("file://")
     if os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -134,12 +132,8 @@ def resolve_model(spec: str, *, tracking_uri: str | None = None, download_root: 
 
 
 def _resolve_registry(uri: str, tracking_uri: str | None, download_root: str | None) -> ModelRef:
-    match = _MODELS_URI.match(uri)
-    if not match:
-        raise RegistryError(
-            f"Model URI {uri!r} is not of the form models:/name@alias, models:/name/<version> or models:/name/latest."
-        )
-    name, alias, version = match.group("name"), match.group("alias"), match.group("version")
+    parsed = parse_model_uri(uri, allow_path=False)
+    name, alias, version = parsed.name, parsed.alias, parsed.version
     import mlflow
     from mlflow.exceptions import MlflowException
 

@@ -20,19 +20,15 @@ index inside the downloaded files are sparktf's layout.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from sparktf.errors import ModelError, RegistryError
 from sparktf.registry.registry import ModelRegistry, VersionInfo, mlflow_errors
+from sparktf.registry.uri import is_logged_model_uri, is_model_uri, parse_model_uri
 
 __all__ = ["LoadedModel", "download_model", "export_dir", "load_model", "resolve_version"]
 
-# models:/name/3, models:/name@alias, models:/name/latest (and a trailing /path inside the model).
-_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+|latest))(?P<rest>/.*)?$")
-
-_LOGGED_MODEL_URI = re.compile(r"^models:/m-[0-9a-fA-F]+/?$")
 
 #: The name of the SavedModel among the pyfunc model's artifacts (see ``RunTracker.log_model``).
 EXPORT_ARTIFACT = "savedmodel"
@@ -114,12 +110,12 @@ def resolve_version(uri: str, tracking_uri: str) -> tuple[VersionInfo, str] | No
     Raises:
         RegistryError: the registered model, version or alias does not exist.
     """
-    m = _REGISTRY_URI.match(uri)
-    if not m:
+    if not is_model_uri(uri) or is_logged_model_uri(uri):
         return None
-    registry = ModelRegistry(tracking_uri, m.group("name"))
-    if m.group("alias"):
-        alias = m.group("alias")
+    parsed = parse_model_uri(uri)
+    registry = ModelRegistry(tracking_uri, parsed.name)
+    if parsed.alias is not None:
+        alias = parsed.alias
         info = registry.by_alias(alias)
         if info is None:
             known = ", ".join(f"{a} -> v{v}" for a, v in sorted(registry.aliases().items())) or "none"
@@ -129,14 +125,14 @@ def resolve_version(uri: str, tracking_uri: str) -> tuple[VersionInfo, str] | No
                 hint="Promote a model first (`sparktf promote`), or check the name and tracking.tracking_uri.",
                 uri=uri,
             )
-    elif m.group("version") == "latest":
+    elif parsed.is_latest:
         latest = registry.latest()
         if latest is None:
             raise RegistryError(f"{uri}: registered model {registry.name!r} has no versions at {tracking_uri}.")
         info = latest
     else:
-        info = registry.get(int(m.group("version")))
-    return info, (m.group("rest") or "").strip("/")
+        info = registry.get(int(str(parsed.version)))
+    return info, parsed.path
 
 
 def download_model(
@@ -164,7 +160,7 @@ def download_model(
         with mlflow_errors(f"Resolving the files of {info.label}", store, model=info.name, version=info.version):
             source = ModelRegistry(store, info.name).client.get_model_version_download_uri(info.name, str(info.version))
         artifact_uri = f"{source.rstrip('/')}/{inner}" if inner else source
-    elif _LOGGED_MODEL_URI.match(uri):
+    elif is_logged_model_uri(uri):
         # Through this store, not the process-global one MLflow would use.
         with mlflow_errors(f"Reading logged model {uri}", store):
             artifact_uri = str(

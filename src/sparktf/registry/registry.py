@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sparktf.errors import RegistryError
+from sparktf.registry.uri import logged_model_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -80,7 +81,6 @@ STATUSES = ("pending", "passed", "failed")
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
-_LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-fA-F]+)/?$")
 _RUNS_URI = re.compile(r"^runs:/([^/]+)/(.+)$")
 
 
@@ -361,9 +361,8 @@ class ModelRegistry:
 
     def _resolve_source(self, model_uri: str, run_id: str | None) -> tuple[str, str, str]:
         """(source, model_id, run_id) of a model URI, resolved through this store."""
-        logged = _LOGGED_MODEL_URI.match(model_uri)
-        if logged:
-            model_id = logged.group(1)
+        model_id = logged_model_id(model_uri)
+        if model_id is not None:
             with self._errors(f"Reading logged model {model_uri}"):
                 model = self.client.get_logged_model(model_id)
             # The artifact location, not models:/m-..., so the store never resolves

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 
 from sparktf.errors import RegistryError
 
-__all__ = ["ALIAS_PATTERN", "ModelURI", "is_logged_model_uri", "is_model_uri", "parse_model_uri"]
+__all__ = [
+    "ALIAS_PATTERN",
+    "ModelURI",
+    "is_logged_model_uri",
+    "is_model_uri",
+    "logged_model_id",
+    "parse_model_uri",
+]
 
 #: An alias name as MLflow allows it (and TF Serving labels do).
 ALIAS_PATTERN = r"[A-Za-z][A-Za-z0-9_-]*"
@@ -30,7 +37,7 @@ ALIAS_PATTERN = r"[A-Za-z][A-Za-z0-9_-]*"
 _REGISTRY_URI = re.compile(
     r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>" + ALIAS_PATTERN + r")|/(?P<version>\d+|latest))(?P<rest>/.*)?$"
 )
-_LOGGED_MODEL_URI = re.compile(r"^models:/m-[0-9a-fA-F]+/?$")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-fA-F]+)/?$")
 
 _FORMS = "models:/name@alias, models:/name/<version> or models:/name/latest"
 
@@ -73,6 +80,12 @@ def is_model_uri(text: str) -> bool:
 def is_logged_model_uri(text: str) -> bool:
     """``models:/m-<hex>``: an MLflow 3 logged model, not a registry version."""
     return bool(_LOGGED_MODEL_URI.match(text))
+
+
+def logged_model_id(text: str) -> str | None:
+    """The ``m-<hex>`` id of a logged model URI, or ``None`` for any other text."""
+    m = _LOGGED_MODEL_URI.match(text)
+    return m.group("id") if m else None
 
 
 def parse_model_uri(text: str, *, allow_path: bool = True) -> ModelURI:
