@@ -9,11 +9,13 @@ source and the SQL functions) once they exist.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sparktf.config import SparkConfig
@@ -23,10 +25,20 @@ from sparktf.tfenv import LEGACY_KERAS_ENV, ensure_legacy_keras
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["default_parallelism", "get_spark", "java_version", "require_java", "spark_conf"]
+__all__ = [
+    "LOOPBACK",
+    "default_parallelism",
+    "get_spark",
+    "is_local_master",
+    "java_version",
+    "jvm_env",
+    "require_java",
+    "spark_conf",
+]
 
 MIN_JAVA = 17
 MAX_JAVA = 21  # Spark 4 supports 17 and 21
+LOOPBACK = "127.0.0.1"
 
 
 def java_version() -> tuple[int, str]:
@@ -80,6 +92,25 @@ def default_parallelism(master: str) -> int:
     return os.cpu_count() or 2
 
 
+def is_local_master(master: str) -> bool:
+    """A master that runs every executor on this machine (``local``, ``local[N]``, ``local-cluster[...]``)."""
+    return master == "local" or master.startswith(("local[", "local-cluster["))
+
+
+def jvm_env(cfg: SparkConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment variables the driver JVM must start with (pure; see :func:`spark_conf`).
+
+    Spark's web UI listens on ``$SPARK_LOCAL_IP``, or on every interface when it is
+    unset; no Spark setting moves it (``spark.driver.bindAddress`` does not). On a
+    local master nothing outside this machine needs the UI, so it gets loopback,
+    unless the user set ``SPARK_LOCAL_IP`` themselves.
+    """
+    environ = os.environ if environ is None else environ
+    if is_local_master(cfg.master) and not environ.get("SPARK_LOCAL_IP"):
+        return {"SPARK_LOCAL_IP": cfg.conf.get("spark.driver.bindAddress", LOOPBACK)}
+    return {}
+
+
 def spark_conf(cfg: SparkConfig, *, testing: bool = False) -> dict[str, str]:
     """The Spark settings :func:`get_spark` uses (pure; handy to inspect or test)."""
     cores = default_parallelism(cfg.master)
@@ -103,11 +134,13 @@ def spark_conf(cfg: SparkConfig, *, testing: bool = False) -> dict[str, str]:
         "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
         "spark.pyspark.driver.python": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
     }
+    if is_local_master(cfg.master) or testing:
+        # Everything runs on this machine: the driver's RPC, block manager and the
+        # executors' addresses stay on loopback instead of every interface.
+        conf.update({"spark.driver.host": LOOPBACK, "spark.driver.bindAddress": LOOPBACK})
     if testing:
         conf.update(
             {
-                "spark.driver.host": "127.0.0.1",
-                "spark.driver.bindAddress": "127.0.0.1",
                 "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions or 4),
                 "spark.ui.enabled": "false",
             }
@@ -143,29 +176,38 @@ def get_spark(cfg: SparkConfig | None = None, *, testing: bool = False, **overri
     builder = SparkSession.builder
     for key, value in spark_conf(cfg, testing=testing).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with _environ(jvm_env(cfg)):  # read when the JVM starts (the first session of the process)
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
     _register_extensions(spark)
     return spark
 
 
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _register_extensions(spark: SparkSession) -> None:
     """Register sparktf's data sources and SQL functions on the session.
 
-    Each extension lives in its own module and registers itself here; a module
-    that is not present yet is simply skipped.
+    Both ship in this package: an ImportError here is a broken install and surfaces.
     """
-    import importlib
+    from sparktf.data import sql_functions
+    from sparktf.tfrecord import datasource
 
     # get_spark is called by every stage; register once per session, not per call.
     if spark.conf.get("spark.sparktf.extensionsRegistered", "false") == "true":
         return
-    for module_name in ("sparktf.tfrecord.datasource", "sparktf.data.sql_functions"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name or (exc.name and module_name.startswith(exc.name)):
-                continue
-            raise
-        module.register(spark)
+    datasource.register(spark)
+    sql_functions.register(spark)
     spark.conf.set("spark.sparktf.extensionsRegistered", "true")

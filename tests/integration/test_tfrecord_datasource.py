@@ -224,3 +224,58 @@ def test_static_registration_module_finds_the_source() -> None:
     out = io.BytesIO()
     lookup_data_sources._main(io.BytesIO(), out)
     assert b"tfrecord" in out.getvalue()
+
+
+def test_a_corrupt_file_fails_the_spark_read_naming_file_offset_and_that_the_data_is_corrupt(
+    spark: Any, tmp_path: Path
+) -> None:
+    part, victim, _last = _corrupt_dataset(spark, tmp_path)
+    with pytest.raises(Exception) as info:
+        spark.read.format("tfrecord").schema("id bigint, s string").load(str(part.parent)).collect()
+    text = str(info.value)
+    assert f"Corrupt TFRecord data in {part} at byte offset {victim}" in text
+    assert "Rewrite the file" in text and "writer" in text
+    assert "train_fn" not in text
+
+
+def _stale_staging(out: Path) -> Path:
+    """What a writer killed mid-write leaves: its staging directory with a half-written part file."""
+    stale = out / "_temporary" / "0123456789abcdef"
+    stale.mkdir(parents=True)
+    whole = fmt.frame_one(b"\x0a\x00")  # an empty Example, framed
+    (stale / "part-00000-0123456789abcdef-a0.tfrecord").write_bytes(whole + whole[:7])
+    return stale
+
+
+def test_staging_left_by_a_killed_write_is_ignored_by_reads_and_removed_by_the_next_overwrite(
+    spark: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed"
+    write_tfrecord(spark.createDataFrame([(1,), (2,)], "id bigint"), str(out))
+    _stale_staging(out)
+
+    # Readers skip it: no half-written records, no error.
+    assert sorted(r.id for r in read_tfrecord(spark, str(out), schema="id bigint").collect()) == [1, 2]
+
+    write_tfrecord(spark.createDataFrame([(3,)], "id bigint"), str(out), mode="overwrite")
+    assert not (out / "_temporary").exists()
+    assert [r.id for r in read_tfrecord(spark, str(out), schema="id bigint").collect()] == [3]
+
+
+def test_an_append_keeps_other_writes_staging_but_not_its_own(spark: Any, tmp_path: Path) -> None:
+    out = tmp_path / "appended"
+    write_tfrecord(spark.createDataFrame([(1,)], "id bigint"), str(out))
+    stale = _stale_staging(out)
+    # Another job's staging may belong to a write still running: an append must not touch it.
+    write_tfrecord(spark.createDataFrame([(2,)], "id bigint"), str(out), mode="append")
+    assert stale.exists() and list((out / "_temporary").iterdir()) == [stale]
+    assert sorted(r.id for r in read_tfrecord(spark, str(out), schema="id bigint").collect()) == [1, 2]
+
+
+def test_a_killed_first_write_does_not_count_as_existing_data(spark: Any, tmp_path: Path) -> None:
+    out = tmp_path / "first"
+    _stale_staging(out)  # the only thing under the path
+    write_tfrecord(spark.createDataFrame([(7,)], "id bigint"), str(out), mode="ignore")
+    assert [r.id for r in read_tfrecord(spark, str(out), schema="id bigint").collect()] == [7]
+    with pytest.raises(TFRecordError, match="already holds data"):
+        write_tfrecord(spark.createDataFrame([(8,)], "id bigint"), str(out), mode="error")

@@ -6,8 +6,11 @@ import json
 import socket
 import threading
 
+import pytest
+
 from sparktf.distributed.logs import LogClient, LogServer, worker_prefix
 from sparktf.distributed.result import WorkerFailure
+from sparktf.errors import LauncherError
 
 
 def _server(lines: list[str]) -> LogServer:
@@ -124,3 +127,47 @@ def test_an_unreachable_driver_falls_back_to_the_echo() -> None:
 def test_prefix() -> None:
     assert worker_prefix(3, 1) == "[worker 3]"
     assert worker_prefix(3, 2) == "[worker 3, attempt 2]"
+
+
+# --------------------------------------------------------------------------- where the server listens
+
+
+def test_the_bind_address_is_never_a_wildcard() -> None:
+    from sparktf.distributed.logs import server_bind_host
+
+    assert server_bind_host("10.0.0.5", "driver.example") == "10.0.0.5"
+    for wildcard in (None, "", "0.0.0.0", "::", "[::]"):
+        assert server_bind_host(wildcard, "10.0.0.7") == "10.0.0.7"
+    with pytest.raises(LauncherError, match="spark.driver.host"):
+        server_bind_host("0.0.0.0", "0.0.0.0")
+
+
+def test_log_server_hosts_are_loopback_on_a_local_master_and_the_drivers_otherwise() -> None:
+    from sparktf.distributed.logs import log_server_hosts
+
+    for master in ("local", "local[2]", "local[*]", "local-cluster[2,1,1024]"):
+        assert log_server_hosts(master, "10.1.2.3", None) == ("127.0.0.1", "127.0.0.1")
+    assert log_server_hosts("spark://m:7077", "10.1.2.3", None) == ("10.1.2.3", "10.1.2.3")
+    assert log_server_hosts("yarn", "10.1.2.3", "0.0.0.0") == ("10.1.2.3", "10.1.2.3")
+    assert log_server_hosts("k8s://https://api:6443", "driver-svc", "10.4.0.9") == ("driver-svc", "10.4.0.9")
+
+
+def test_a_server_given_a_wildcard_listens_on_the_advertised_address_only() -> None:
+    # What the launcher asks for when spark.driver.bindAddress is unset.
+    server = LogServer(advertise_host="127.0.0.1", bind_host="0.0.0.0", sink=lambda _line: None)
+    try:
+        assert server._sock.getsockname()[0] == "127.0.0.1"
+        assert server.address[0] == "127.0.0.1"
+    finally:
+        server.close()
+    default = LogServer(advertise_host="127.0.0.1", sink=lambda _line: None)
+    try:
+        assert default._sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        default.close()
+
+
+def test_an_address_that_is_not_this_machines_is_a_clear_launcher_error() -> None:
+    with pytest.raises(LauncherError) as info:
+        LogServer(advertise_host="192.0.2.1", bind_host="192.0.2.1", sink=lambda _line: None)  # TEST-NET-1
+    assert "'192.0.2.1'" in info.value.message and "spark.driver.bindAddress" in (info.value.hint or "")

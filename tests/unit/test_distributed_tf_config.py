@@ -96,3 +96,12 @@ def test_explicit_chief_layout_counts_the_chief_as_rank_zero() -> None:
 def test_garbage_tf_config_says_what_it_expected() -> None:
     with pytest.raises(LauncherError, match=r"TF_CONFIG is not valid JSON.*got 'not json'"):
         parse_tf_config("not json")
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:4000", "[::]:4000"])
+def test_a_wildcard_executor_address_is_refused(address: str) -> None:
+    with pytest.raises(LauncherError) as info:
+        host_of(address)
+    assert repr(address) in info.value.message and "wildcard" in info.value.message
+    assert info.value.hint and "SPARK_LOCAL_IP" in info.value.hint
+    assert host_of("127.0.0.1:4000") == "127.0.0.1" and host_of("[fe80::1]:4000") == "fe80::1"

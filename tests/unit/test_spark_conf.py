@@ -34,3 +34,25 @@ def test_default_parallelism() -> None:
     assert default_parallelism("local[4]") == 4
     assert default_parallelism("local") == 1
     assert default_parallelism("local[*]") >= 1
+
+
+def test_a_local_master_keeps_the_driver_on_loopback() -> None:
+    for master in ("local", "local[2]", "local[*]"):
+        conf = spark_conf(SparkConfig(master=master))
+        assert conf["spark.driver.host"] == "127.0.0.1" and conf["spark.driver.bindAddress"] == "127.0.0.1"
+    cluster = spark_conf(SparkConfig(master="spark://10.0.0.1:7077"))
+    assert "spark.driver.host" not in cluster and "spark.driver.bindAddress" not in cluster
+    own = spark_conf(SparkConfig(master="local[2]", conf={"spark.driver.bindAddress": "10.0.0.3"}))
+    assert own["spark.driver.bindAddress"] == "10.0.0.3"  # the user's setting wins
+
+
+def test_the_ui_of_a_local_master_listens_on_loopback() -> None:
+    from sparktf.spark import jvm_env
+
+    # Spark's UI listens on $SPARK_LOCAL_IP, or on every interface without it.
+    assert jvm_env(SparkConfig(master="local[2]"), {}) == {"SPARK_LOCAL_IP": "127.0.0.1"}
+    assert jvm_env(SparkConfig(master="local[2]"), {"SPARK_LOCAL_IP": "10.0.0.4"}) == {}
+    assert jvm_env(SparkConfig(master="local", conf={"spark.driver.bindAddress": "10.0.0.3"}), {}) == {
+        "SPARK_LOCAL_IP": "10.0.0.3"
+    }
+    assert jvm_env(SparkConfig(master="spark://10.0.0.1:7077"), {}) == {}

@@ -28,9 +28,11 @@ expanded again when the quarantine is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import operator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -325,6 +327,25 @@ def quarantine_rows(classified: DataFrame) -> DataFrame:
 # --------------------------------------------------------------------------- the stage's work
 
 
+@contextlib.contextmanager
+def _source_read_errors(raw: DataFrame) -> Iterator[None]:
+    """Turn Spark's failure to read a source file into a :class:`DataError` naming the file."""
+    from sparktf.data.sources import read_error
+
+    try:
+        yield
+    except Exception as exc:
+        try:
+            files = raw.inputFiles()
+        except Exception:  # noqa: BLE001 - a source that is no file listing (a table, a DataFrame)
+            files = []
+        where = f"the input ({len(files)} file(s))" if files else "the input"
+        err = read_error(exc, where)
+        if err is None:
+            raise
+        raise err from exc
+
+
 def validate_events(
     spark: SparkSession,
     raw: DataFrame,
@@ -355,8 +376,10 @@ def validate_events(
     # Two passes over the input (one per output) cost less than caching the grouped
     # rows; the counts then come from the written tables, which is cheap.
     classified = classify(raw, cfg)
-    quarantine_rows(classified).write.mode("overwrite").parquet(quarantine_path)
-    good_events(classified).write.mode("overwrite").parquet(events_path)
+    # Spark reads the source only now, so a file it cannot read fails here.
+    with _source_read_errors(raw):
+        quarantine_rows(classified).write.mode("overwrite").parquet(quarantine_path)
+        good_events(classified).write.mode("overwrite").parquet(events_path)
     counts = {r: 0 for r in REASONS}
     for row in spark.read.parquet(quarantine_path).groupBy("reason").count().collect():
         counts[row["reason"]] = int(row["count"])

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sparktf.distributed.gpus import gpu_amount_key
-from sparktf.distributed.logs import LogServer, print_line
+from sparktf.distributed.logs import LogServer, log_server_hosts, print_line
 from sparktf.distributed.result import (
     TrainingResult,
     WorkerFailure,
@@ -171,6 +171,11 @@ def _hint(primary: WorkerFailure) -> str:
             "The workers ran different collective operations: usually a callback or a save that runs on the "
             "chief only. Use sparktf.distributed.callbacks() and save_model() on every worker; keep "
             "@on_chief for logging."
+        )
+    if re.search(r"Corrupt TFRecord data|DataLossError|corrupted record", text):
+        return (
+            "The training data is corrupt (the file and byte offset are above): rewrite it, e.g. "
+            "`sparktf run --from tfrecords`, and check what wrote it and the storage under it."
         )
     if primary.kind == "raised":
         return "Fix the error in train_fn; run with num_workers=0 to debug it in this process."
@@ -422,8 +427,10 @@ class SparkRunner:
             )
         _wait_for_slots(sc, launch.num_workers, launch.launch_timeout_s)
         conf = sc.getConf()
-        advertise = conf.get("spark.driver.host") or "127.0.0.1"
-        bind = conf.get("spark.driver.bindAddress") or "0.0.0.0"  # noqa: S104 - executors must reach it
+        # Loopback on a local master; the driver's own addresses otherwise, never every interface.
+        advertise, bind = log_server_hosts(
+            conf.get("spark.master") or "", conf.get("spark.driver.host"), conf.get("spark.driver.bindAddress")
+        )
         server = LogServer(advertise_host=advertise, bind_host=bind, sink=self.sink)
         failures: list[str] = []
         try:

@@ -38,8 +38,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparktf.distributed.result import WorkerFailure
+from sparktf.errors import LauncherError
 
-__all__ = ["AttemptLog", "LogClient", "LogServer", "print_line", "worker_prefix"]
+__all__ = [
+    "AttemptLog",
+    "LogClient",
+    "LogServer",
+    "is_wildcard",
+    "log_server_hosts",
+    "print_line",
+    "server_bind_host",
+    "worker_prefix",
+]
 
 MAX_LINE = 8192
 _print_lock = threading.Lock()
@@ -67,12 +77,54 @@ class AttemptLog:
     connections: dict[int, socket.socket] = field(default_factory=dict)
 
 
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})  # noqa: S104 - the addresses refused here
+
+
+def is_wildcard(host: str | None) -> bool:
+    """``0.0.0.0``, ``::`` and the like: every interface, not one address."""
+    return host is None or host.strip() in _WILDCARDS
+
+
+def server_bind_host(bind_host: str | None, advertise_host: str) -> str:
+    """Where the driver's log server listens: ``bind_host``, or ``advertise_host`` if it is unset or a wildcard.
+
+    Raises:
+        LauncherError: both are wildcards, so there is no single address to listen on.
+    """
+    if not is_wildcard(bind_host):
+        assert bind_host is not None
+        return bind_host.strip().strip("[]")
+    if is_wildcard(advertise_host):
+        raise LauncherError(
+            f"The driver advertises {advertise_host!r} to the executors, which is no address they can connect to.",
+            hint="Set spark.driver.host to this machine's address (127.0.0.1 for a local master).",
+        )
+    return advertise_host.strip().strip("[]")
+
+
+def log_server_hosts(master: str, driver_host: str | None, bind_address: str | None) -> tuple[str, str]:
+    """``(advertise, bind)`` addresses of the driver's log server, from the session's settings.
+
+    A local master's tasks run on this machine, so both are loopback. Otherwise the
+    tasks connect to ``spark.driver.host`` and the server listens on
+    ``spark.driver.bindAddress`` (Spark's own rule for the driver), or on the driver
+    host when that is unset or a wildcard: never on every interface.
+    """
+    from sparktf.spark import LOOPBACK, is_local_master
+
+    if is_local_master(master):
+        return LOOPBACK, LOOPBACK
+    advertise = driver_host if driver_host and not is_wildcard(driver_host) else LOOPBACK
+    return advertise, server_bind_host(bind_address, advertise)
+
+
 class LogServer:
     """The driver's end: accepts task connections, prints their lines, records failures.
 
     Args:
         sink: receives each prefixed line (default: the driver's stdout).
-        bind_host: interface to listen on.
+        bind_host: the address to listen on (``spark.driver.bindAddress``); when it is
+            not given or is a wildcard, ``advertise_host``: never every interface.
         advertise_host: the address tasks connect to (``spark.driver.host``).
     """
 
@@ -80,7 +132,7 @@ class LogServer:
         self,
         *,
         advertise_host: str,
-        bind_host: str = "0.0.0.0",  # noqa: S104 - executors on other hosts must reach it
+        bind_host: str | None = None,
         sink: Callable[[str], None] | None = None,
     ) -> None:
         self.sink = sink or print_line
@@ -88,10 +140,20 @@ class LogServer:
         self._cond = threading.Condition()
         self._attempts: dict[int, AttemptLog] = {}
         self._closed = False
-        family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+        host = server_bind_host(bind_host, advertise_host)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((bind_host, 0))
+        try:
+            self._sock.bind((host, 0))
+        except OSError as exc:
+            self._sock.close()
+            raise LauncherError(
+                f"The driver's log server cannot listen on {host!r}: {exc}.",
+                hint="Set spark.driver.bindAddress to an address of this machine that the executors can reach "
+                "(and spark.driver.host to the address they connect to).",
+                host=host,
+            ) from None
         self._sock.listen(64)
         self.address = (advertise_host, int(self._sock.getsockname()[1]))
         self._thread = threading.Thread(target=self._accept_loop, name="sparktf-log-server", daemon=True)

@@ -21,6 +21,15 @@ default). Why this is race-free:
   only).
 
 The reservation is released when the worker process has exited.
+
+Which interfaces: TensorFlow's gRPC server listens on every interface, whatever
+``TF_CONFIG`` says (``grpc_server_lib.cc`` hard-codes ``0.0.0.0:<port>``, and no
+setting or environment variable changes it, up to TensorFlow 2.20 at least), so
+the reservation binds the same wildcard address: only then is the port closed to
+every other ``bind``. It never listens, so it accepts nothing itself. The
+addresses the workers *connect to* are the executors' own, from Spark (see
+:func:`~sparktf.distributed.tf_config.host_of`). Keep the TF workers' ports off
+untrusted networks with the cluster's firewall.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ REUSE_PORT_ENV = {"TF_GRPC_REUSE_PORT": "1"}
 
 
 @contextmanager
-def reserve_port(host: str = "0.0.0.0") -> Iterator[int]:  # noqa: S104 - TF's server binds all interfaces too
+def reserve_port(host: str = "0.0.0.0") -> Iterator[int]:  # noqa: S104 - never listens; TF's server binds it so
     """Hold a free TCP port for a TF worker while the ``with`` block runs.
 
     Start the TF process with :data:`REUSE_PORT_ENV` in its environment inside

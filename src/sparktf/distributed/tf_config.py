@@ -38,6 +38,7 @@ __all__ = [
 TF_CONFIG_ENV = "TF_CONFIG"
 
 _HOST = re.compile(r"^[A-Za-z0-9_.-]+$")
+_WILDCARDS = frozenset({"0.0.0.0", "::", "0:0:0:0:0:0:0:0"})  # noqa: S104 - refused, never used
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -81,6 +82,15 @@ def host_of(executor_address: str) -> str:
         raise LauncherError(
             f"Spark reported the executor address {executor_address!r}, which has no usable host.",
             hint="Set SPARK_LOCAL_IP or spark.driver.host so executors advertise a reachable address.",
+            address=executor_address,
+        )
+    if host in _WILDCARDS:
+        # Every interface, not an address: the other workers could not reach this one by it.
+        raise LauncherError(
+            f"Spark reported the executor address {executor_address!r}, a wildcard rather than this "
+            "executor's own address, so the other TensorFlow workers cannot connect to it.",
+            hint="Set SPARK_LOCAL_IP (or SPARK_LOCAL_HOSTNAME) on the executors to their own address, "
+            "not 0.0.0.0; on a local master sparktf.get_spark uses 127.0.0.1.",
             address=executor_address,
         )
     return host

@@ -89,7 +89,8 @@ def _has_data(path: str, files: object) -> bool:
         return False
     if info.type == pafs.FileType.File:
         return True
-    return bool(fs.get_file_info(pafs.FileSelector(root)))
+    # Staging left by a killed write is no data: it must not make mode='ignore' skip the write.
+    return any(e.base_name != "_temporary" for e in fs.get_file_info(pafs.FileSelector(root)))
 
 
 def read_tfrecord(

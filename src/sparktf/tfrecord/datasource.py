@@ -40,6 +40,7 @@ from __future__ import annotations
 import gzip
 import logging
 import uuid
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -307,7 +308,15 @@ def read_file(
     """Decode one file into record batches of ``plan.arrow_schema``, applying ``opts.mode``."""
     dropped: list[int] = []
     with _open_records(path) as stream:
-        for raw, spans in fmt.iter_chunks(stream, path):
+        chunks = fmt.iter_chunks(stream, path)
+        while True:
+            try:
+                raw, spans = next(chunks)
+            except StopIteration:
+                break
+            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+                # A damaged gzip stream cannot be read past in any mode.
+                raise fmt.corrupt(path, None, f"the gzip stream cannot be decompressed ({exc})") from None
             buf = codec.padded(raw)  # once per chunk, not per batch
             for lo in range(0, spans.starts.size, opts.batch_size):
                 hi = min(lo + opts.batch_size, spans.starts.size)
@@ -541,6 +550,11 @@ class _Writer(DataSourceArrowWriter):
                 fs.move(f"{self.stage}/{rel}", target)
         with fs.open_output_stream(f"{root}/_SUCCESS") as out:
             out.write(b"")
+        if self.overwrite:
+            # The whole target is replaced, so staging left by earlier writes that were
+            # killed before they could clean up goes too. (An append leaves other
+            # jobs' staging alone: it may belong to a write still running.)
+            _remove_stale_staging(fs, f"{self.root}/_temporary", keep=self.stage)
         self._clean(fs)
 
     def abort(self, messages: list[WriterCommitMessage | None]) -> None:
@@ -556,6 +570,21 @@ class _Writer(DataSourceArrowWriter):
         info = fs.get_file_info(temp)
         if info.type == pafs.FileType.Directory and not fs.get_file_info(pafs.FileSelector(temp)):
             fs.delete_dir(temp)
+
+
+def _remove_stale_staging(fs: Any, temp: str, *, keep: str) -> None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(temp).type != pafs.FileType.Directory:
+        return
+    for entry in fs.get_file_info(pafs.FileSelector(temp)):
+        if entry.path.rstrip("/") == keep.rstrip("/"):
+            continue
+        log.info("Removing %s, the staging directory of an earlier write that did not finish", entry.path)
+        if entry.type == pafs.FileType.Directory:
+            fs.delete_dir(entry.path)
+        else:
+            fs.delete_file(entry.path)
 
 
 class _Sink:

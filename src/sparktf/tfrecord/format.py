@@ -33,7 +33,9 @@ __all__ = [
     "HEADER_BYTES",
     "RECORD_OVERHEAD",
     "RecordSpans",
+    "corrupt",
     "crc32c",
+    "first_corruption",
     "frame",
     "frame_one",
     "mask_crc",
@@ -262,12 +264,33 @@ def iter_chunks(stream: Any, path: str, chunk_bytes: int = 16 << 20) -> Iterator
         offset += spans.consumed
 
 
-def corrupt(path: str, offset: int, reason: str) -> CorruptRecordError:
-    """The FAILFAST error for a record that cannot be read."""
+def corrupt(path: str, offset: int | None, reason: str) -> CorruptRecordError:
+    """The error for a record that cannot be read: the data is corrupt, not the code reading it.
+
+    ``offset`` is the byte offset in the (decompressed) records, ``None`` when unknown.
+    """
+    where = f"{path} at byte offset {offset}" if offset is not None else path
     return CorruptRecordError(
-        f"Corrupt record in {path} at byte offset {offset}: {reason}.",
-        hint="Re-create the file, or read with .option('mode', 'DROPMALFORMED') to skip such records "
-        "or 'PERMISSIVE' to keep them as a _corrupt_record column.",
+        f"Corrupt TFRecord data in {where}: {reason}. The file was damaged after it "
+        "was written (cut short, overwritten, a bad copy) or its writer was killed or faulty; the code "
+        "reading it is not at fault.",
+        hint="Rewrite the file (rerun the stage that wrote it, e.g. `sparktf run --from tfrecords`) and check "
+        "its writer and storage; to read past the damage, read with .option('mode', 'DROPMALFORMED') to skip "
+        "such records or 'PERMISSIVE' to keep them as a _corrupt_record column.",
         file=path,
         offset=offset,
     )
+
+
+def first_corruption(stream: Any, path: str) -> tuple[int, str] | None:
+    """``(byte offset, reason)`` of the first corrupt record of a (decompressed) record stream, or ``None``.
+
+    Reads the whole stream: both CRCs of every record are checked.
+    """
+    for _buf, spans in iter_chunks(stream, path):
+        if spans.bad_data_crc.size:
+            first = int(spans.bad_data_crc[0])
+            return int(spans.record_offsets[first]), "data CRC mismatch (the record's bytes are corrupt)"
+        if spans.error is not None:
+            return spans.error
+    return None
