@@ -74,3 +74,39 @@ def test_exported_model_logs_and_loads_as_pyfunc(tracker: Any, tmp_path: Path) -
     assert len(out) == 2 and len(out["top_k_ids"][0]) == 5
     direct = model.score_numpy(np.array(["u1"]), [["i1", "i2"]])[0]
     assert out["top_k_scores"][0][0] == pytest.approx(float(direct.max()), rel=1e-5)
+
+
+def test_a_run_whose_driver_was_killed_is_marked_failed_on_the_next_run(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sparktf.training.tracking import DRIVER_TAG, RunTracker, driver_tag
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    # A driver that starts a run and is SIGKILLed before it can end it.
+    code = (
+        "import sys, time\n"
+        "from sparktf.training.tracking import RunTracker, driver_tag\n"
+        f"t = RunTracker({store!r}, 'tests', artifact_root={str(tmp_path / 'art')!r})\n"
+        "print(t.start('killed', tags={'workdir': '/w', **driver_tag()}), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    killed = proc.stdout.readline().strip()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    tracker = RunTracker(store, "tests", artifact_root=str(tmp_path / "art"))
+    alive = tracker.start("alive", tags={"workdir": "/w", **driver_tag()})  # this process: still running
+    other = tracker.client.create_run(tracker.experiment_id, tags={"workdir": "/other", DRIVER_TAG: "x:1"})
+    assert tracker.client.get_run(killed).info.status == "RUNNING"
+
+    assert tracker.fail_abandoned_runs(workdir="/w") == [killed]
+    assert tracker.client.get_run(killed).info.status == "FAILED"
+    assert "ended without finishing" in tracker.client.get_run(killed).data.tags["sparktf.failure"]
+    assert tracker.client.get_run(alive).info.status == "RUNNING"
+    assert tracker.client.get_run(other.info.run_id).info.status == "RUNNING"
+    assert tracker.fail_abandoned_runs(workdir="/w") == []  # once

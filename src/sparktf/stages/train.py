@@ -138,7 +138,7 @@ def _flat_counts(stats: dict[str, Any]) -> dict[str, Any]:
 def run(cfg: Config) -> TrainResult:
     from sparktf.distributed.launcher import SparkRunner
     from sparktf.runlog import worker_sink
-    from sparktf.training.tracking import RunTracker, git_commit
+    from sparktf.training.tracking import RunTracker, driver_tag, git_commit
     from sparktf.training.train_fn import train_worker
     from sparktf.version import __version__
 
@@ -146,6 +146,9 @@ def run(cfg: Config) -> TrainResult:
     spark = spark_for(cfg)
     tracker = RunTracker(cfg.tracking_uri, cfg.tracking.experiment, cfg.paths.mlflow_artifacts)
     launch = launch_args(cfg)
+    # A driver killed mid-training leaves its run RUNNING forever; close it as FAILED.
+    for run_id in tracker.fail_abandoned_runs(workdir=cfg.paths.root):
+        print(f"Marked MLflow run {run_id} FAILED: the driver that started it is gone.")
     trained: list[TrainedModel] = []
     for kind in cfg.train.models:
         export_base = cfg.paths.local("models", kind, "export")
@@ -164,6 +167,7 @@ def run(cfg: Config) -> TrainResult:
                 "git_commit": git_commit(),
                 "sparktf_version": __version__,
                 "workdir": cfg.paths.root,
+                **driver_tag(),
             },
         )
         # Secrets (serve.auth_token) never reach the tracking store.

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import socket
 import subprocess
 from collections.abc import Mapping
 from typing import Any
@@ -142,6 +143,31 @@ def ChiefMetricsCallback(tracking_uri: str, run_id: str, prefix: str = "") -> An
     return _ChiefMetrics()
 
 
+#: The driver that started a run, ``<host>:<pid>``: a RUNNING run whose driver is gone
+#: was abandoned (see :meth:`RunTracker.fail_abandoned_runs`).
+DRIVER_TAG = "sparktf.driver"
+
+
+def driver_tag() -> dict[str, str]:
+    """The tag that names this process as a run's driver."""
+    return {DRIVER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (ended, not yet reaped by its parent) still answers; it runs nothing.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 #: MLflow 3's UI opens an experiment without this tag on its (empty) GenAI overview
 #: instead of the training runs; "custom_model_development" shows the runs table.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -257,6 +283,30 @@ class RunTracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
+
+    def fail_abandoned_runs(self, **tags: str) -> list[str]:
+        """Mark FAILED the runs of this experiment, with these tags, that are still RUNNING
+        although the driver that started them is gone (killed, or its machine lost power).
+
+        A run records its driver as ``sparktf.driver = <host>:<pid>`` (see
+        :func:`driver_tag`); one whose process no longer exists on this host is
+        abandoned. Runs of a driver on another host are left alone: from here there is
+        no telling whether it still runs.
+
+        Returns:
+            The ids of the runs marked FAILED.
+        """
+        conditions = ["attributes.status = 'RUNNING'", *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
+        failed = []
+        for run in self.client.search_runs([self.experiment_id], filter_string=" and ".join(conditions)):
+            driver = run.data.tags.get(DRIVER_TAG, "")
+            host, _, pid = driver.rpartition(":")
+            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                continue
+            self.client.set_tag(run.info.run_id, "sparktf.failure", f"driver {driver} ended without finishing the run")
+            self.client.set_terminated(run.info.run_id, status="FAILED")
+            failed.append(run.info.run_id)
+        return failed
 
     def log_model(self, export_path: str, name: str, input_example: Any = None) -> str:
         """Log an export as an MLflow logged model (pyfunc flavour) of this run; returns its URI."""
