@@ -261,8 +261,14 @@ def _print_summary(cfg: Config, seconds: float) -> None:
     )
     # soft_wrap: a command must stay on one line to be copied, even when the output
     # is not a terminal (rich then wraps at 80 columns).
-    console.print(f"Serve the champion:  [bold]{escape(serve)}[/]  (or: make serve)", soft_wrap=True)
-    console.print(f"Open the MLflow UI:  [bold]{escape(ui)}[/]  (or: make ui)", soft_wrap=True)
+    # The make targets serve the default workdir of the checkout (make run's).
+    default = Path(paths.root) == Path("sparktf-work").resolve()
+    console.print(
+        f"Serve the champion:  [bold]{escape(serve)}[/]" + ("  (or: make serve)" if default else ""), soft_wrap=True
+    )
+    console.print(
+        f"Open the MLflow UI:  [bold]{escape(ui)}[/]" + ("  (or: make ui)" if default else ""), soft_wrap=True
+    )
     console.print(f"[green]Pipeline finished in {seconds / 60:.1f} min.[/]")
 
 
