@@ -50,6 +50,28 @@ def save_half_plus(base: Path, version: int, offset: float) -> str:
     return str(base / str(version))
 
 
+def save_file_reader(base: Path, version: int) -> str:
+    """A SavedModel whose ``serving_default`` returns the size of the file named by its
+    string input: a missing file is a NotFoundError inside the model (a real 500, whose
+    text holds a server-side path)."""
+    from sparktf.tfenv import import_tensorflow
+
+    tf = import_tensorflow()
+
+    class Reader(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="path")])
+        def serve(self, path: Any) -> Any:
+            return {
+                "size": tf.map_fn(lambda p: tf.strings.length(tf.io.read_file(p)), path, fn_output_signature=tf.int32)
+            }
+
+    module = Reader()
+    staging = base / f".staging-{version}"
+    tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve})
+    os.replace(staging, base / str(version))
+    return str(base / str(version))
+
+
 def export_recommender(base: Path, version: int, seed: int, kind: str = "two_tower") -> str:
     """An untrained (seeded) sparktf model over ITEMS/USERS, exported as ``<base>/<version>``."""
     from sparktf.models.base import ModelParams
@@ -124,14 +146,27 @@ def free_port() -> int:
 
 
 class RunningServer:
-    """``app`` under a real uvicorn on 127.0.0.1, in a thread; ready when entered."""
+    """``app`` under a real uvicorn on 127.0.0.1, in a thread, with the settings
+    ``sparktf serve`` uses (its HTTP protocol and timeouts); ready when entered.
 
-    def __init__(self, app: Any, ready_timeout_s: float = 120.0) -> None:
+    Args:
+        ready_timeout_s: how long entering waits for /readyz; 0 waits only for the server
+            to listen (for servers that are not meant to become ready).
+        header_timeout_s: the request-header deadline, when a test needs a short one.
+    """
+
+    def __init__(self, app: Any, ready_timeout_s: float = 120.0, header_timeout_s: float | None = None) -> None:
         import uvicorn
+
+        from sparktf.config import ServeConfig
+        from sparktf.serving.connection import with_header_timeout
+        from sparktf.serving.server import uvicorn_config
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = uvicorn_config(app, ServeConfig(host="127.0.0.1"), port=self.port)
+        if header_timeout_s is not None:
+            config.http = with_header_timeout(header_timeout_s)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.ready_timeout_s = ready_timeout_s
@@ -140,7 +175,14 @@ class RunningServer:
         import httpx
 
         self.thread.start()
-        wait_ready(self.url, self.ready_timeout_s, httpx)
+        if self.ready_timeout_s:
+            wait_ready(self.url, self.ready_timeout_s, httpx)
+            return self
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise AssertionError(f"the server on {self.url} did not start")
+            time.sleep(0.05)
         return self
 
     def __exit__(self, *exc: object) -> None:

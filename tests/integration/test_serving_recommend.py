@@ -128,3 +128,22 @@ def test_attributes_users_and_errors(client: Any) -> None:
         "/v1/models/recsys:predict", json={"inputs": {"user_id": ["u1"], "history": [["i1", "i2"]]}}
     ).json()
     assert set(out["outputs"]) == {"query_embedding", "top_k_ids", "top_k_scores"}
+
+
+def test_a_history_of_unknown_items_is_said_to_be_unknown(client: Any) -> None:
+    """Items outside the model's catalogue: the reply lists them, and when none of the
+    history is known the reply does not pass off an answer to nothing as personal (before:
+    "fallback": null, items from the out-of-vocabulary embedding, no word about it)."""
+    nobody = client.post("/v1/models/recsys:recommend", json={"history": ["nope1", "nope2"], "k": 3}).json()
+    assert nobody["unknown_items"] == ["nope1", "nope2"] and nobody["fallback"] == "popular"
+    assert "none of its 2 history item(s) is known to model version 1" in nobody["reason"]
+    assert [it["item_id"] for it in nobody["items"]] == ITEMS[:3]
+    # A user the model knows still gets the model's answer, from the user alone.
+    user = USERS[-1]
+    known = client.post("/v1/models/recsys:recommend", json={"user_id": user, "history": ["nope1"], "k": 3}).json()
+    alone = client.post("/v1/models/recsys:recommend", json={"user_id": user, "k": 3}).json()
+    assert known["fallback"] is None and known["unknown_items"] == ["nope1"]
+    assert [it["item_id"] for it in known["items"]] == [it["item_id"] for it in alone["items"]]
+    # Partly known: the known items carry the query; the unknown ones are listed.
+    partly = client.post("/v1/models/recsys:recommend", json={"history": ["i3", "nope1"], "k": 3}).json()
+    assert partly["fallback"] is None and partly["unknown_items"] == ["nope1"]

@@ -166,6 +166,7 @@ def test_cli_serves_a_base_path_and_follows_a_new_version_folder(tmp_path: Path)
         os.killpg(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=60)[0].decode(errors="replace")
     assert "sparktf serve:" in out and '"status": 200' in out  # the banner and JSON access-log lines
+    assert proc.returncode == 0 and "stopped on SIGTERM" in out, (proc.returncode, out[-2000:])
 
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tmp_path: Path) -> None:

@@ -107,3 +107,20 @@ def test_pick_a_user_then_type_items(server: RunningServer, browser: Any) -> Non
     box.clear()
     browser.find_element(By.ID, "go").click()  # no user, no items: the popular fallback, said on the page
     wait.until(lambda d: "popular items" in d.find_element(By.ID, "message").text)
+
+
+def test_k_zero_is_refused_with_a_message_not_turned_into_ten(server: RunningServer, browser: Any) -> None:
+    """The page used parseInt(k) || 10, so k = 0 silently asked for 10 items."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server.url + "/")
+    wait.until(lambda d: "version 1" in d.find_element(By.ID, "model").text)
+    browser.find_element(By.ID, "history-input").send_keys("i3")
+    box = browser.find_element(By.ID, "k-input")
+    box.clear()
+    box.send_keys("0")
+    browser.find_element(By.ID, "go").click()
+    wait.until(lambda d: "k must be a whole number of 1 or more" in d.find_element(By.ID, "message").text)
+    assert rows(browser, "recs") == []

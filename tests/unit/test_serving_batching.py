@@ -62,21 +62,52 @@ def test_rows_count_toward_the_maximum_and_lanes_never_mix() -> None:
         assert 2 * len(items) <= 5
 
 
-def test_an_error_reaches_every_request_of_its_batch_only() -> None:
+def test_an_error_fails_only_the_request_that_causes_it() -> None:
+    """A batch call that raises is rerun item by item: the poison item's request gets the
+    error, its batch-mates their results (before, every request of the batch failed)."""
+    calls: list[list[str]] = []
+    gate = threading.Event()
+
     def fail_on_bad(items: list[str]) -> list[str]:
+        gate.wait(5)  # hold the first batch so that the rest queue up into one batch
+        calls.append(list(items))
         if "bad" in items:
             raise ValueError("bad input")
-        return items
+        return [x.upper() for x in items]
 
-    async def main() -> tuple[object, object]:
-        b: MicroBatcher[str, str] = MicroBatcher(max_batch_size=8, batch_timeout_s=0.0, num_threads=1)
-        bad = await asyncio.gather(b.submit("x", "bad", 1, fail_on_bad), return_exceptions=True)
-        good = await b.submit("x", "good", 1, fail_on_bad)
+    async def main() -> list[object]:
+        b: MicroBatcher[str, str] = MicroBatcher(max_batch_size=8, batch_timeout_s=0.02, num_threads=1)
+        first = asyncio.create_task(b.submit("x", "first", 1, fail_on_bad))
+        await asyncio.sleep(0.2)  # the first batch runs (and waits at the gate)
+        rest = [asyncio.create_task(b.submit("x", x, 1, fail_on_bad)) for x in ("a", "bad", "b")]
+        await asyncio.sleep(0.1)
+        gate.set()
+        out = await asyncio.gather(first, *rest, return_exceptions=True)
+        assert b.stats.isolated == 1
         b.shutdown()
-        return bad[0], good
+        return out
 
-    bad, good = run(main())
-    assert isinstance(bad, ValueError) and good == "good"
+    first, a, bad, b = run(main())
+    assert (first, a, b) == ("FIRST", "A", "B")
+    assert isinstance(bad, ValueError) and str(bad) == "bad input"
+    assert ["a", "bad", "b"] in calls and ["bad"] in calls  # batched, then rerun one by one
+
+
+def test_a_batch_function_may_ask_for_its_items_one_by_one() -> None:
+    from sparktf.serving.batching import RunAlone
+
+    def whole_batch_only_when_single(items: list[int]) -> list[int]:
+        if len(items) > 1:
+            raise RunAlone("outputs do not split")
+        return [items[0] * 10]
+
+    async def main() -> list[int]:
+        b: MicroBatcher[int, int] = MicroBatcher(max_batch_size=8, batch_timeout_s=0.05, num_threads=1)
+        out = await asyncio.gather(*[b.submit("k", i, 1, whole_batch_only_when_single) for i in range(5)])
+        b.shutdown()
+        return list(out)
+
+    assert run(main()) == [0, 10, 20, 30, 40]
 
 
 def test_a_lone_request_does_not_wait_for_the_timeout() -> None:

@@ -39,6 +39,12 @@ def test_recommend_request_fields() -> None:
         ({"exclude": [{"b64": "x"}]}, "exclude[0]"),
         ({"attributes": "yes"}, "'attributes' must be true or false"),
         ({"users": ["u"]}, "Unknown field 'users'"),
+        # JSON's "\ud800" escape is no character: each id is refused by name at parse
+        # time, before it could fail a micro-batch shared with other requests.
+        ({"user_id": "u\ud800"}, "'user_id' is not valid Unicode text: character 1 is a lone surrogate"),
+        ({"history": ["i1", "\udfff"]}, "history[1] is not valid Unicode text"),
+        ({"exclude": ["\ud800x"]}, "exclude[0] is not valid Unicode text"),
+        ({"history": ["x" * 513]}, "history[0] must have 1 to 512 characters"),
     ],
 )
 def test_bad_recommend_requests_are_400(body: dict[str, Any], fragment: str) -> None:
@@ -134,6 +140,59 @@ def test_model_uris() -> None:
     src = source_for("models:/recsys@champion", tracking_uri="sqlite:///x.db", cache_dir="/tmp/c")
     assert (src.name, getattr(src, "alias")) == ("recsys", "champion")
     assert getattr(source_for("models:/recsys/3", tracking_uri="", cache_dir=""), "fixed_version") == 3
-    for bad in ("models:/recsys", "models:/a/b/c", "s3://bucket/model"):
-        with pytest.raises(ServingError):
-            source_for(bad, tracking_uri="", cache_dir="")
+    assert getattr(source_for("models:/recsys/3", tracking_uri="", cache_dir=""), "alias") is None
+    assert isinstance(source_for("file:///models/recsys", tracking_uri="", cache_dir=""), BasePathSource)
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragment"),
+    [
+        # The registry's own parser speaks (sparktf.registry.uri), with its message.
+        ("models:/recsys", "is not of the form models:/name@alias, models:/name/<version>"),
+        ("models:/a/b/c", "is not of the form"),
+        ("models:/recsys@1st", "is not of the form"),
+        # Forms the registry accepts but a server cannot follow.
+        ("models:/recsys/latest", "does not follow 'latest'"),
+        ("models:/recsys@champion/sparktf/index", "names 'sparktf/index' inside the model"),
+        ("models:/m-0123abcd", "is an MLflow logged model"),
+        ("s3://bucket/model", "only local base paths and models:/ URIs are served"),
+    ],
+)
+def test_model_uris_the_server_cannot_follow_are_400(uri: str, fragment: str) -> None:
+    with pytest.raises(ServingError) as exc:
+        source_for(uri, tracking_uri="", cache_dir="")
+    assert exc.value.context["status"] == 400 and fragment in exc.value.message, exc.value.message
+
+
+def test_a_newest_version_that_fails_to_load_does_not_hide_an_older_one_at_start(tmp_path: Path) -> None:
+    """A half-written or damaged newest folder at start-up: the newest older version
+    that loads serves (before, nothing did and /readyz stayed 503), and the bad one is
+    retried on each poll and takes over once it loads."""
+    make_versions(tmp_path, [1, 2, 3])
+    broken = {3, 2}
+
+    def loader(version: int, path: str) -> LoadedVersion:
+        if version in broken:
+            raise RuntimeError(f"version {version} is half-written")
+        return LoadedVersion(version, FakeServable(version, path))
+
+    repo = ModelRepository(BasePathSource(str(tmp_path)), loader, "m")
+    assert repo.refresh() and repo.ready
+    assert repo.snapshot.default == 1 and sorted(repo.snapshot.versions) == [1]
+    assert "version 3 is half-written" in repo.last_error
+    assert (3, "END", "UNKNOWN", "RuntimeError: version 3 is half-written") in repo.status()
+    broken.clear()  # the export finished
+    assert repo.refresh()
+    assert repo.snapshot.default == 3 and sorted(repo.snapshot.versions) == [3] and not repo.last_error
+
+
+def test_users_are_listed_in_natural_order_with_their_total() -> None:
+    """The page's user list: numeric ids as numbers ("9" before "10", "u2" before "u10");
+    string order put "10" before "9" and "u10" before "u2"."""
+    from sparktf.serving.features import FeatureLookup
+
+    ids = ["10", "9", "100", "u10", "u2", "u1", "b"]
+    lookup = FeatureLookup(recent={u: () for u in ids[:4]}, seen={u: frozenset() for u in ids[3:]})
+    assert lookup.users() == ["9", "10", "100", "b", "u1", "u2", "u10"]
+    assert lookup.users("u", limit=2) == ["u1", "u2"] and lookup.user_count("u") == 3
+    assert lookup.user_count() == 7

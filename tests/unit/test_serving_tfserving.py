@@ -192,6 +192,26 @@ def test_unparseable_bodies_are_400(raw: bytes) -> None:
     assert status_of(exc) == 400
 
 
+def test_an_integer_over_pythons_digit_limit_is_a_400_that_says_so() -> None:
+    """json.loads raises a plain ValueError (not JSONDecodeError) for an integer of more
+    than sys.get_int_max_str_digits() digits; it was a 500."""
+    import sys
+
+    limit = sys.get_int_max_str_digits()
+    with pytest.raises(ServingError) as exc:
+        parse_json_body(b'{"k": ' + b"7" * (limit + 1) + b"}")
+    assert status_of(exc) == 400 and f"more than {limit} digits" in exc.value.message
+    assert parse_json_body(b'{"k": ' + b"7" * limit + b"}")["k"] > 0  # at the limit: a number
+
+
+def test_an_error_quoting_a_lone_surrogate_is_still_json() -> None:
+    from sparktf.serving.tfserving import encode_error
+
+    body = encode_error("bad id 'u\ud800'")  # was a UnicodeEncodeError, so a 500
+    body.decode("utf-8")  # valid UTF-8 on the wire
+    assert json.loads(body) == {"error": "bad id 'u\ud800'"}  # the JSON escape of the same text
+
+
 def test_versions_in_paths() -> None:
     assert parse_version("123") == 123
     for bad in ("abc", "-1", "1.5", "١٢", "9" * 30):

@@ -12,12 +12,18 @@ Signature ``serving_default``: ``user_id`` string [B] and ``history`` string
 [B, dim], ``top_k_ids`` string [B, k] and ``top_k_scores`` [B, k] out. The
 vocabularies are lookup tables inside the graph, so unknown ids map to the
 out-of-vocabulary index instead of failing.
+
+A version is written whole in a hidden folder beside it (``<base>/.<version>.partial-*``)
+and renamed into place, so a server polling the base path (TF Serving, ``sparktf
+serve``) never sees a version folder without its variables or its ``assets.extra``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +51,9 @@ def export_model(
     from sparktf.models.layers import tf
 
     path = os.path.join(base_dir, str(int(version)))
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise ModelError(f"{path} already holds a SavedModel.", hint="Export to a new version number.")
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        what = "a SavedModel" if os.path.exists(os.path.join(path, "saved_model.pb")) else "files"
+        raise ModelError(f"{path} already holds {what}.", hint="Export to a new version number.")
     model.ensure_built()
     item_ids = model.catalog.item_ids.astype(str)
     k = int(min(k, len(item_ids)))
@@ -79,12 +86,6 @@ def export_model(
     module = Serving()
     # Trace once so shape errors show up here, not in the first request.
     module.serve(tf.constant(["u"]), tf.constant([[""]]))
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-    extra_dir = os.path.join(path, "assets.extra")
-    os.makedirs(extra_dir, exist_ok=True)
-    np.save(os.path.join(extra_dir, "item_embeddings.npy"), item_vectors)
-    with open(os.path.join(extra_dir, "item_ids.txt"), "w", encoding="utf-8") as fh:
-        fh.write("\n".join(item_ids) + "\n")
     meta = {
         "kind": model.params.kind,
         "params": model.params.to_dict(),
@@ -94,8 +95,29 @@ def export_model(
         "signature_inputs": list(SIGNATURE_INPUTS),
         **(extra or {}),
     }
-    with open(os.path.join(extra_dir, "sparktf.json"), "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2, default=str)
+    os.makedirs(base_dir, exist_ok=True)
+    # A hidden name: TF Serving and sparktf serve take only all-digit folders as versions.
+    staging = os.path.join(base_dir, f".{int(version)}.partial-{uuid.uuid4().hex[:12]}")
+    os.mkdir(staging)
+    try:
+        tf.saved_model.save(module, staging, signatures={"serving_default": module.serve})
+        extra_dir = os.path.join(staging, "assets.extra")
+        os.makedirs(extra_dir, exist_ok=True)
+        np.save(os.path.join(extra_dir, "item_embeddings.npy"), item_vectors)
+        with open(os.path.join(extra_dir, "item_ids.txt"), "w", encoding="utf-8") as fh:
+            fh.write("\n".join(item_ids) + "\n")
+        with open(os.path.join(extra_dir, "sparktf.json"), "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, default=str)
+        try:
+            os.replace(staging, path)  # atomic; replaces only an empty folder
+        except OSError as exc:
+            raise ModelError(
+                f"Cannot move the finished export {staging} to {path}: {exc}.",
+                hint="Another export wrote this version meanwhile; export to a new version number.",
+            ) from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return path
 
 

@@ -9,7 +9,9 @@ signature, input shapes), so a batch never mixes versions or signatures.
 Batches form while the worker threads are busy: a lane takes a worker, then
 everything queued up to ``max_batch_size`` rides along. One deviation from TF
 Serving, for latency at low load: when no other request is in flight that could
-still join, the batch runs at once instead of waiting out the timeout.
+still join, the batch runs at once instead of waiting out the timeout. Another,
+for isolation: when a batch call raises, its items are run again one at a time,
+so a request the model cannot take fails alone instead of failing its batch-mates.
 
 Why our own code: TF Serving's batcher is C++ inside its server; BentoML's and
 Ray Serve's batchers come with their own servers, and ``asyncio`` has none.
@@ -18,13 +20,16 @@ Ray Serve's batchers come with their own servers, and ``asyncio`` has none.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["BatchStats", "MicroBatcher"]
+__all__ = ["BatchStats", "MicroBatcher", "RunAlone"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,6 +42,7 @@ class BatchStats:
     batches: int = 0
     items: int = 0
     rows: int = 0
+    isolated: int = 0  # batches rerun one item at a time after failing
     sizes: list[int] = field(default_factory=list)
 
     def record(self, items: int, rows: int) -> None:
@@ -45,6 +51,11 @@ class BatchStats:
         self.rows += rows
         if len(self.sizes) < 10_000:
             self.sizes.append(rows)
+
+
+class RunAlone(Exception):
+    """Raised by a batch function whose batch cannot be answered as one (outputs that do
+    not split back per item): the batcher runs each item alone, without a warning."""
 
 
 @dataclass(eq=False)
@@ -73,6 +84,8 @@ class MicroBatcher(Generic[T, R]):
         on_batch: called with ``(lane_kind, rows)`` for every batch (metrics).
         in_flight: the number of requests the server is handling now; lets a lone
             request skip the wait. ``None`` always waits, as TF Serving does.
+        on_isolate: called with ``lane_kind`` when a failed batch is rerun one item at a
+            time (metrics).
     """
 
     def __init__(
@@ -82,6 +95,7 @@ class MicroBatcher(Generic[T, R]):
         num_threads: int = 2,
         on_batch: Callable[[str, int], None] | None = None,
         in_flight: Callable[[], int] | None = None,
+        on_isolate: Callable[[str], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be 1 or more; got {max_batch_size}")
@@ -95,6 +109,7 @@ class MicroBatcher(Generic[T, R]):
         self._running = 0
         self._on_batch = on_batch
         self._in_flight = in_flight
+        self._on_isolate = on_isolate
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = BatchStats()
 
@@ -102,8 +117,9 @@ class MicroBatcher(Generic[T, R]):
         """Queue ``item`` (``rows`` rows) on lane ``key`` and wait for its result.
 
         ``run(items)`` is called in a worker thread with a batch of items of the same
-        lane and returns one result per item, in order; an exception it raises goes
-        to every item of that batch.
+        lane and returns one result per item, in order. When it raises for a batch of
+        several items, each item is run alone, and only the items whose own call
+        raises get an exception.
         """
         if rows > self.max_batch_size:
             raise ValueError(f"{rows} rows exceed max_batch_size {self.max_batch_size}")
@@ -183,19 +199,58 @@ class MicroBatcher(Generic[T, R]):
         if self._on_batch is not None:
             self._on_batch(_lane_kind(key), rows)
         try:
-            results = await loop.run_in_executor(self._executor, lane.run, [p.item for p in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"a batch of {len(batch)} items returned {len(results)} results")
+            try:
+                results = await loop.run_in_executor(self._executor, lane.run, [p.item for p in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} items returned {len(results)} results")
+            except Exception as exc:
+                if len(batch) == 1:
+                    raise
+                self._report_isolation(key, len(batch), exc)
+                await self._run_one_by_one(lane, batch)
+                return
             for p, r in zip(batch, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(r)
-        except BaseException as exc:  # noqa: BLE001 - delivered to every waiting request
+        except BaseException as exc:  # noqa: BLE001 - delivered to the waiting request(s)
             for p in batch:
                 if not p.future.done():
                     p.future.set_exception(exc)
         finally:
             self._running -= len(batch)
             self._sem.release()
+
+    async def _run_one_by_one(self, lane: _Lane[T, R], batch: list[_Pending[T, R]]) -> None:
+        """Each item of a failed batch alone, in the batch's worker slot: the failure stays
+        with the item(s) that cause it."""
+        loop = asyncio.get_running_loop()
+        for p in batch:
+            if p.future.done():
+                continue
+            try:
+                results = await loop.run_in_executor(self._executor, lane.run, [p.item])
+                if len(results) != 1:
+                    raise RuntimeError(f"a batch of 1 item returned {len(results)} results")
+            except Exception as exc:  # noqa: BLE001 - this item's own failure
+                if not p.future.done():
+                    p.future.set_exception(exc)
+                continue
+            if not p.future.done():
+                p.future.set_result(results[0])
+
+    def _report_isolation(self, key: Hashable, size: int, exc: Exception) -> None:
+        self.stats.isolated += 1
+        if self._on_isolate is not None:
+            self._on_isolate(_lane_kind(key))
+        if isinstance(exc, RunAlone):
+            return
+        log.warning(
+            "a %s batch of %d requests failed (%s: %s); running them one by one so that only the failing request fails",
+            _lane_kind(key),
+            size,
+            type(exc).__name__,
+            exc,
+        )
 
     async def run_alone(self, fn: Callable[[], R]) -> R:
         """Run ``fn`` in a worker thread, unbatched, sharing the batches' thread limit."""

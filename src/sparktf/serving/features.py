@@ -15,16 +15,19 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from sparktf.errors import DataError
 
-__all__ = ["FeatureLookup", "load_features"]
+__all__ = ["FeatureLookup", "load_features", "natural_key"]
 
 log = logging.getLogger(__name__)
 
+_DIGITS = re.compile(r"(\d+)")
 _ATTRIBUTES = ("category", "brand", "price", "price_bucket", "popularity_rank")
 
 
@@ -44,14 +47,36 @@ class FeatureLookup:
     seen: Mapping[str, frozenset[str]] = field(default_factory=dict)
     recent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+    @cached_property
+    def _sorted_users(self) -> list[str]:
+        return sorted(set(self.recent) | set(self.seen), key=lambda u: (natural_key(u), u))
+
     def users(self, prefix: str = "", limit: int = 100) -> list[str]:
-        """Known users (those with recent items or seen items), sorted, filtered by prefix."""
-        names = sorted(set(self.recent) | set(self.seen))
-        return [u for u in names if u.startswith(prefix)][:limit]
+        """Known users (those with recent items or seen items) in natural order (``u2``
+        before ``u10``, ``9`` before ``10``), filtered by prefix."""
+        out: list[str] = []
+        for u in self._sorted_users:
+            if u.startswith(prefix):
+                out.append(u)
+                if len(out) == limit:
+                    break
+        return out
+
+    def user_count(self, prefix: str = "") -> int:
+        """How many known users start with ``prefix``."""
+        if not prefix:
+            return len(self._sorted_users)
+        return sum(1 for u in self._sorted_users if u.startswith(prefix))
 
     def attributes(self, item_ids: Sequence[str]) -> list[dict[str, Any]]:
         """``{"item_id": ..., **attributes}`` per id (only the id when the item is unknown)."""
         return [{"item_id": i, **self.items.get(i, {})} for i in item_ids]
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the digit runs of ``text`` as numbers: ids such as ``42`` or
+    ``u42`` are numbers to the people who read them, not strings."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(text) if part)
 
 
 def load_features(path: str) -> FeatureLookup:

@@ -1,8 +1,9 @@
 """Prometheus metrics of the server, on a registry of its own.
 
 Request counts by endpoint and status, latency histograms by endpoint, batch
-sizes by kind (``predict``/``recommend``), the loaded model versions and reload
-outcomes. TF Serving exports ``:tensorflow:serving:request_count`` and
+sizes by kind (``predict``/``recommend``), batches rerun one request at a time,
+the loaded model versions, versions whose saved index could not be used, and
+reload outcomes. TF Serving exports ``:tensorflow:serving:request_count`` and
 ``request_latency`` with the same labels in spirit; ours use Prometheus' naming
 rules (``_total``, ``_seconds``).
 
@@ -59,6 +60,19 @@ class ServerMetrics:
             ["model", "event"],
             registry=self.registry,
         )
+        self.index_fallback = Gauge(
+            "sparktf_serving_index_fallback",
+            "1 for a loaded version whose saved ANN index is damaged or belongs to other embeddings, so "
+            ":recommend searches an exact index in memory (rebuild the index with `sparktf index`).",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.isolated_batches = Counter(
+            "sparktf_serving_isolated_batches_total",
+            "Batches that failed as a whole and were rerun one request at a time, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "sparktf_serving_requests_in_flight", "Requests being handled now.", registry=self.registry
         )
@@ -74,6 +88,12 @@ class ServerMetrics:
         self.model_version.clear()
         for v in versions:
             self.model_version.labels(model, str(v), "true" if v == default else "false").set(1)
+
+    def set_index_fallbacks(self, model: str, fallbacks: dict[int, bool]) -> None:
+        """``fallbacks``: version -> whether its saved index could not be used."""
+        self.index_fallback.clear()
+        for v, fell_back in fallbacks.items():
+            self.index_fallback.labels(model, str(v)).set(1 if fell_back else 0)
 
     def model_event(self, model: str, event: str) -> None:
         self.reloads.labels(model, event).inc()

@@ -11,7 +11,9 @@ given) the reply holds the most popular items instead and says so:
 ``"fallback": "popular"`` with a ``"reason"``. A user counts as unknown to a
 model when the model's query embedding for that user with an empty history is the
 out-of-vocabulary one (probed once per version at warm-up), so no user
-vocabulary has to be shipped beside the SavedModel.
+vocabulary has to be shipped beside the SavedModel. Every reply lists the
+``"unknown_items"`` of its history that are not in the model's catalogue; a
+history of unknown items only counts as no history.
 
 Why our own code: TF Serving has no retrieval endpoint; the TFRS/ScaNN SavedModel
 layer answers top-K without exclusions or a cold-start fallback, and cannot tell
@@ -30,10 +32,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from sparktf.errors import ServingError
+from sparktf.retrieval.index import AnnIndex, build_index, load_index
 from sparktf.serving.features import FeatureLookup
 from sparktf.serving.tfserving import DEFAULT_SIGNATURE, bad_request
 
-__all__ = ["RecommendQuery", "Recommender", "is_recommender_export", "parse_recommend_request"]
+__all__ = [
+    "RecommendQuery",
+    "VersionRecommender",
+    "has_recommender_signature",
+    "is_recommender_export",
+    "missing_export_parts",
+    "parse_recommend_request",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,10 @@ class RecommendQuery:
 def parse_recommend_request(body: Mapping[str, Any], *, default_k: int, max_k: int) -> RecommendQuery:
     """Check and decode a ``:recommend`` body (pure).
 
+    Every id is checked here, before the request can join a batch: an id the model
+    cannot take (not UTF-8 text, too long) is this request's 400, never a failure
+    inside a batch shared with other requests.
+
     Raises:
         ServingError: 400 naming the field, the value and what is allowed.
     """
@@ -78,9 +92,7 @@ def parse_recommend_request(body: Mapping[str, Any], *, default_k: int, max_k: i
     if user is not None:
         if not isinstance(user, str | int) or isinstance(user, bool):
             raise bad_request(f"'user_id' must be a string; got {type(user).__name__} {user!r:.60}.")
-        user = str(user)
-        if not user or len(user) > MAX_ID_CHARS:
-            raise bad_request(f"'user_id' must have 1 to {MAX_ID_CHARS} characters; got {len(user)}.")
+        user = _id_text(user, "'user_id'")
     history = _id_list(body.get("history"), "history", MAX_HISTORY)
     exclude = _id_list(body.get("exclude"), "exclude", MAX_EXCLUDE)
     k = body.get("k", default_k)
@@ -111,10 +123,26 @@ def _id_list(value: Any, name: str, limit: int) -> tuple[str, ...]:
         raise bad_request(f"{name!r} has {len(value)} items; at most {limit} are allowed.")
     out = []
     for i, x in enumerate(value):
-        if isinstance(x, bool) or not isinstance(x, str | int) or not str(x) or len(str(x)) > MAX_ID_CHARS:
+        if isinstance(x, bool) or not isinstance(x, str | int):
             raise bad_request(f"{name}[{i}] must be a non-empty item id string; got {x!r:.60}.")
-        out.append(str(x))
+        out.append(_id_text(x, f"{name}[{i}]"))
     return tuple(out)
+
+
+def _id_text(value: str | int, where: str) -> str:
+    """``value`` as an id the model can take: 1 to MAX_ID_CHARS characters of UTF-8 text."""
+    text = str(value)
+    if not text or len(text) > MAX_ID_CHARS:
+        raise bad_request(f"{where} must have 1 to {MAX_ID_CHARS} characters; got {len(text)}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON allows "\ud800" escapes that are no character at all; the model takes UTF-8.
+        raise bad_request(
+            f"{where} is not valid Unicode text: character {exc.start} is a lone surrogate "
+            f"({text[exc.start]!r}); send ids as UTF-8 text."
+        ) from None
+    return text
 
 
 # --------------------------------------------------------------------------- the model side
@@ -127,20 +155,32 @@ class _Runnable(Protocol):
     def run(self, signature: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-class _Index(Protocol):
-    def search(
-        self, queries: np.ndarray, k: int, exclude: Sequence[Sequence[str]] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+_EXPORT_PARTS = ("sparktf.json", "item_ids.txt", "item_embeddings.npy")
 
 
 def is_recommender_export(path: str) -> bool:
     """True for a version directory written by :func:`sparktf.models.export.export_model`."""
+    return not missing_export_parts(path)
+
+
+def missing_export_parts(path: str) -> list[str]:
+    """The files of ``assets.extra/`` that a sparktf export has and ``path`` lacks."""
     extra = os.path.join(path, "assets.extra")
-    return all(os.path.isfile(os.path.join(extra, f)) for f in ("sparktf.json", "item_ids.txt", "item_embeddings.npy"))
+    return [f"assets.extra/{f}" for f in _EXPORT_PARTS if not os.path.isfile(os.path.join(extra, f))]
 
 
-class Recommender:
-    """``:recommend`` for one loaded export version.
+def has_recommender_signature(signatures: Mapping[str, Any]) -> bool:
+    """True when ``serving_default`` is a sparktf recommender's (``user_id`` and ``history``
+    in, ``query_embedding`` out): such a version cannot serve without its ``assets.extra``."""
+    sig = signatures.get(DEFAULT_SIGNATURE)
+    if sig is None:
+        return False
+    return set(sig.inputs) == {"user_id", "history"} and "query_embedding" in sig.outputs
+
+
+class VersionRecommender:
+    """``:recommend`` for one loaded export version (the serving side; the offline
+    baselines are :class:`sparktf.evaluation.baselines.Recommender`).
 
     Args:
         servable: the loaded SavedModel version (its ``serving_default`` gives query embeddings).
@@ -148,6 +188,11 @@ class Recommender:
         index_path: a saved index to use when it matches this version's items; "" to
             look for ``index/`` in the version directory only.
         exclude_seen: the default of a request's ``exclude_seen``.
+
+    Attributes:
+        index_kind: which index answers, for ``/readyz``.
+        index_problem: why a saved index that was found is not used (damaged, or built
+            for other embeddings), or None; the exact in-memory index answers instead.
     """
 
     def __init__(
@@ -159,9 +204,9 @@ class Recommender:
         self.embeddings = np.load(os.path.join(extra, "item_embeddings.npy")).astype(np.float32)
         with open(os.path.join(extra, "sparktf.json"), encoding="utf-8") as fh:
             self.meta: dict[str, Any] = json.load(fh)
-        if self.embeddings.shape[0] != len(self.item_ids):
+        if self.embeddings.ndim != 2 or self.embeddings.shape[0] != len(self.item_ids):
             raise ServingError(
-                f"{extra}: item_embeddings.npy has {self.embeddings.shape[0]} rows but item_ids.txt has "
+                f"{extra}: item_embeddings.npy has shape {self.embeddings.shape} but item_ids.txt has "
                 f"{len(self.item_ids)} ids.",
                 hint="Re-export the model; the two files must come from the same export.",
                 status=500,
@@ -169,7 +214,10 @@ class Recommender:
         self.servable = servable
         self.features = features
         self.exclude_seen = exclude_seen
-        self.index, self.index_kind = _open_index(servable.path, index_path, self.item_ids, self.embeddings)
+        self._known = frozenset(self.item_ids)
+        self.index, self.index_kind, self.index_problem = _open_index(
+            servable.path, index_path, self.item_ids, self.embeddings
+        )
         self._oov: np.ndarray | None = None
 
     def warmup(self) -> None:
@@ -190,15 +238,21 @@ class Recommender:
     def recommend(self, queries: Sequence[RecommendQuery]) -> list[dict[str, Any]]:
         """Answer several queries with one model call and one index search."""
         contexts = [self._context(q) for q in queries]
-        q_emb = self._query_embeddings([q.user_id or "" for q in queries], [c[0] for c in contexts])
+        unknown = [[x for x in history if x not in self._known] for history, _ in contexts]
+        # A history of items the model has never seen carries nothing (each is the
+        # out-of-vocabulary item), so such a query is asked as one without a history:
+        # the user alone, or the popular fallback, said so in the reply.
+        model_histories = [() if len(u) == len(h) else h for (h, _), u in zip(contexts, unknown, strict=True)]
+        q_emb = self._query_embeddings([q.user_id or "" for q in queries], model_histories)
         replies: list[dict[str, Any]] = [{} for _ in queries]
         model_rows: list[int] = []
         for i, (q, (history, source)) in enumerate(zip(queries, contexts, strict=True)):
-            reason = self._fallback_reason(q, history, q_emb[i])
+            reason = self._fallback_reason(q, history, model_histories[i], q_emb[i])
             replies[i] = {
                 "user_id": q.user_id,
                 "history": list(history),
                 "history_source": source,
+                "unknown_items": unknown[i],
                 "fallback": "popular" if reason else None,
                 "reason": reason,
             }
@@ -232,15 +286,22 @@ class Recommender:
             return tuple(self.features.recent[q.user_id]), "features"
         return (), "none"
 
-    def _fallback_reason(self, q: RecommendQuery, history: Sequence[str], q_emb: np.ndarray) -> str | None:
-        if history:
+    def _fallback_reason(
+        self, q: RecommendQuery, history: Sequence[str], used: Sequence[str], q_emb: np.ndarray
+    ) -> str | None:
+        if used:
             return None
+        version = self.servable.version
+        none_known = (
+            f"none of its {len(history)} history item(s) is known to model version {version}" if history else ""
+        )
         if q.user_id is None:
-            return "cold start: the request has neither a user_id nor a history"
+            return "cold start: the request has neither a user_id nor a history" + (
+                f" the model knows ({none_known})" if history else ""
+            )
         if self._oov is not None and np.allclose(q_emb, self._oov, rtol=1e-5, atol=1e-6):
-            return (
-                f"user {q.user_id!r} is unknown to model version {self.servable.version} and has no history "
-                "(in the request or the features)"
+            return f"user {q.user_id!r} is unknown to model version {version} and has no history " + (
+                f"the model knows ({none_known})" if history else "(in the request or the features)"
             )
         return None
 
@@ -257,24 +318,35 @@ class Recommender:
         return excluded
 
 
-def _open_index(version_dir: str, index_path: str, ids: list[str], emb: np.ndarray) -> tuple[_Index, str]:
-    """A saved index that matches this version's items, else an exact one in memory."""
-    try:
-        from sparktf.retrieval.index import build_index, load_index
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("sparktf.retrieval"):
-            raise
-        log.warning("sparktf.retrieval is not installed here; :recommend uses an exact in-memory search")
-        return _ExactIndex(ids, emb), "exact (in memory)"
+def _open_index(version_dir: str, index_path: str, ids: list[str], emb: np.ndarray) -> tuple[AnnIndex, str, str | None]:
+    """A saved index that matches this version's items, else an exact one in memory.
+
+    An index is an optional speed-up: one that cannot be read (a damaged or half-copied
+    file) or that belongs to other embeddings is reported and replaced by the exact
+    index, so that serving goes on. Returns the index, its description and the problem
+    with the saved one (None when there was none or it is used).
+    """
+    problems = []
     for path in [p for p in (index_path, os.path.join(version_dir, "index")) if p]:
         if not os.path.isdir(path):
             continue
-        index = load_index(path)
-        problem = _index_mismatch(index, ids, emb)
+        try:
+            index = load_index(path)
+            problem = _index_mismatch(index, ids, emb)
+        except Exception as exc:  # noqa: BLE001 - any damage to an optional part means: do without it
+            problem = f"it cannot be read ({type(exc).__name__}: {exc})"
         if problem is None:
-            return index, f"saved ({path})"
-        log.warning("Not using the index at %s for %s: %s; building an exact one in memory", path, version_dir, problem)
-    return build_index(emb, ids, kind="brute_force"), "brute_force (in memory)"
+            return index, f"saved ({path})", None
+        log.warning(
+            "Not using the index at %s for %s: %s; :recommend searches an exact index in memory instead "
+            "(rebuild the index with `sparktf index`)",
+            path,
+            version_dir,
+            problem,
+        )
+        problems.append(f"the index at {path}: {problem}")
+    exact = build_index(emb, ids, kind="brute_force")
+    return exact, "brute_force (in memory)", "; ".join(problems) or None
 
 
 def _index_mismatch(index: Any, ids: list[str], emb: np.ndarray) -> str | None:
@@ -299,30 +371,3 @@ def _index_mismatch(index: Any, ids: list[str], emb: np.ndarray) -> str | None:
         if abs(float(score) - expected) > 0.05 * max(1.0, abs(expected)):
             return f"its score {float(score):.4g} for item {item!r} is not the model's dot product {expected:.4g}"
     return None
-
-
-class _ExactIndex:
-    """Exact top-k by one matrix product, only for checkouts without ``sparktf.retrieval``."""
-
-    def __init__(self, ids: list[str], emb: np.ndarray) -> None:
-        self.ids = np.asarray(ids, dtype=object)
-        self.dim = emb.shape[1]
-        self._emb = emb
-        self._pos = {x: i for i, x in enumerate(ids)}
-
-    def search(
-        self, queries: np.ndarray, k: int, exclude: Sequence[Sequence[str]] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.asarray(queries, dtype=np.float32) @ self._emb.T
-        for row, items in enumerate(exclude or []):
-            cols = [self._pos[x] for x in items if x in self._pos]
-            scores[row, cols] = -np.inf
-        k_eff = min(k, scores.shape[1])
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        ids = np.where(np.isfinite(top_scores), self.ids[top], "")
-        pad = k - k_eff
-        if pad:
-            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values="")
-            top_scores = np.pad(top_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-        return ids, top_scores

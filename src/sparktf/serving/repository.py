@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sparktf.errors import RegistryError, ServingError
+from sparktf.errors import ModelError, RegistryError, ServingError
 from sparktf.serving.tfserving import SignatureInfo, not_found
 
 __all__ = [
@@ -54,11 +54,15 @@ class Resolution:
         paths: version -> local version directory.
         labels: label -> version.
         default: the version a request without a version or label gets.
+        fallbacks: older versions (version -> directory) to serve, newest first, when
+            nothing is serving yet and ``default`` cannot be loaded (a half-written or
+            damaged newest version folder must not hide a good older one).
     """
 
     paths: Mapping[int, str]
     labels: Mapping[str, int]
     default: int
+    fallbacks: Mapping[int, str] = field(default_factory=dict)
 
 
 class ModelSource(Protocol):
@@ -146,16 +150,34 @@ Loader = Callable[[int, str], LoadedVersion]
 def load_version(
     version: int, path: str, *, features: Any = None, index_path: str = "", exclude_seen: bool = True
 ) -> LoadedVersion:
-    """Load and warm up one version directory (a recommender too when it is a sparktf export)."""
+    """Load and warm up one version directory (a recommender too when it is a sparktf export).
+
+    Raises:
+        ModelError: the SavedModel cannot be loaded, or it is a sparktf recommender
+            whose ``assets.extra/`` is incomplete (still being written, or damaged):
+            served as a plain SavedModel it would be ready while every ``:recommend`` fails.
+    """
     from sparktf.serving.features import FeatureLookup
-    from sparktf.serving.recommend import Recommender, is_recommender_export
+    from sparktf.serving.recommend import (
+        VersionRecommender,
+        has_recommender_signature,
+        missing_export_parts,
+    )
     from sparktf.serving.servable import SavedModelServable
 
     servable = SavedModelServable(path, version)
+    missing = missing_export_parts(path)
     recommender = None
-    if is_recommender_export(path):
-        recommender = Recommender(servable, features or FeatureLookup(), index_path, exclude_seen)
+    if not missing:
+        recommender = VersionRecommender(servable, features or FeatureLookup(), index_path, exclude_seen)
         recommender.warmup()
+    elif len(missing) < 3 or has_recommender_signature(servable.signatures):
+        raise ModelError(
+            f"Version {version} at {path} is a sparktf recommender export without {', '.join(missing)}: "
+            "it is still being written, or damaged, and could not answer :recommend.",
+            hint="Export versions with sparktf.models.export.export_model (it writes a version whole), "
+            "or copy the whole version folder in with one rename.",
+        )
     else:
         _warm_up_signatures(servable)
     return LoadedVersion(version=version, servable=servable, recommender=recommender)
@@ -245,6 +267,20 @@ class ModelRepository:
                 # The wanted version failed to load: the one serving now goes on serving.
                 default = old.default
                 versions[default] = old.versions[default]
+            if default not in versions:
+                # Nothing serves yet: the newest older version that loads does.
+                for v, path in sorted(want.fallbacks.items(), reverse=True):
+                    if v in versions:
+                        break
+                    try:
+                        versions[v] = self._loader(v, path)
+                    except Exception as exc:  # noqa: BLE001 - try the next older one
+                        failures[v] = f"{type(exc).__name__}: {exc}"
+                        log.error("cannot load %s version %d from %s either: %s", self.name, v, path, exc)
+                        continue
+                    loaded_any = True
+                    log.warning("serving %s version %d until version %s loads", self.name, v, want.default)
+                    break
             if default not in versions:
                 default = max(versions) if versions else None
             labels = {k: v for k, v in want.labels.items() if v in versions}
@@ -351,7 +387,8 @@ class BasePathSource:
         latest = max(found)
         labels = {k: int(v) for k, v in self.labels.items() if v.isdigit()}
         keep = {latest, *self.pinned, *labels.values()}
-        return Resolution({v: p for v, p in found.items() if v in keep}, labels, latest)
+        older = {v: p for v, p in found.items() if v < latest}
+        return Resolution({v: p for v, p in found.items() if v in keep}, labels, latest, older)
 
 
 @dataclass(frozen=True)
@@ -441,9 +478,6 @@ class RegistrySource:
         return path
 
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_\-]+)|/(?P<version>\d+))$")
-
-
 def source_for(
     model: str,
     *,
@@ -454,23 +488,44 @@ def source_for(
 ) -> ModelSource:
     """The source for ``--model``: ``models:/name@alias``, ``models:/name/<version>`` or a base path.
 
+    Registry URIs are parsed by :func:`sparktf.registry.uri.parse_model_uri`, the
+    project's one grammar of them.
+
     Raises:
-        ServingError: the URI form is not one of these.
+        ServingError: 400 for a URI that is not a registry URI, or one the server cannot
+            follow (``latest``, a path inside the model, an MLflow logged model, a remote path).
     """
+    from sparktf.registry.uri import is_logged_model_uri, is_model_uri, parse_model_uri
+
     labels = dict(labels or {})
-    if model.startswith("models:/"):
-        m = _MODELS_URI.match(model)
-        if not m:
+    follow = "Use models:/<name>@<alias> (e.g. models:/sparktf-recommender@champion) or models:/<name>/<version>."
+    if is_model_uri(model):
+        if is_logged_model_uri(model):
             raise ServingError(
-                f"--model {model!r} is not a registry URI the server can follow.",
-                hint="Use models:/<name>@<alias> (e.g. models:/sparktf-recommender@champion) or models:/<name>/<version>.",
+                f"--model {model!r} is an MLflow logged model, not a registered model version.",
+                hint="Register it (`sparktf promote` or mlflow.register_model) and serve models:/<name>@<alias>.",
                 status=400,
             )
-        version = m.group("version")
+        try:
+            uri = parse_model_uri(model)
+        except RegistryError as exc:
+            raise ServingError(exc.message, hint=exc.hint, status=400) from None
+        if uri.path:
+            raise ServingError(
+                f"--model {model!r} names {uri.path!r} inside the model; the server serves a whole model.",
+                hint=f"Drop the path: models:/{uri.name}" + (f"@{uri.alias}" if uri.alias else f"/{uri.version}") + ".",
+                status=400,
+            )
+        if uri.is_latest:
+            raise ServingError(
+                f"--model {model!r}: the server does not follow 'latest' (an unpromoted version would go live).",
+                hint=follow,
+                status=400,
+            )
         return RegistrySource(
-            model=m.group("name"),
-            alias=m.group("alias"),
-            fixed_version=int(version) if version else None,
+            model=uri.name,
+            alias=uri.alias,
+            fixed_version=uri.fixed_version,
             tracking_uri=tracking_uri,
             cache_dir=cache_dir,
             pinned=pinned,

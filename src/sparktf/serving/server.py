@@ -1,64 +1,107 @@
-"""``sparktf serve``: build the repository and the app from the config, run uvicorn.
+"""``serve(...)``: build the repository and the app from explicit arguments, run uvicorn.
 
 Kept apart from :mod:`sparktf.serving.app` so that tests and benchmarks can make
-an app from parts (a repository, a features lookup) without a whole config.
+an app from parts (a repository, a features lookup). This module takes the
+``[serve]`` settings and paths as arguments; turning a whole
+:class:`~sparktf.config.Config` into them is :mod:`sparktf.stages.serve`'s job.
+
+On SIGTERM or SIGINT the server stops taking connections, lets the requests in
+flight finish (up to ``GRACEFUL_SHUTDOWN_S``), says so in one line and returns, so
+that the process exits 0: a stop asked for is not a failure.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from sparktf.config import Config
+from sparktf.config import ServeConfig
 from sparktf.errors import ServingError
 from sparktf.serving.features import load_features
 from sparktf.serving.repository import ModelRepository, load_version, source_for
 
-__all__ = ["build_app", "serve"]
+__all__ = ["GRACEFUL_SHUTDOWN_S", "build_app", "serve", "uvicorn_config"]
+
+#: How long a stopping server waits for the requests in flight.
+GRACEFUL_SHUTDOWN_S = 10
+#: How long an idle keep-alive connection stays open.
+KEEP_ALIVE_S = 5
 
 
-def build_app(cfg: Config, model: str) -> tuple[Any, ModelRepository]:
-    """The app and its repository for ``--model`` (registry URI or base path) under ``cfg``.
+def build_app(
+    settings: ServeConfig, *, model: str, tracking_uri: str, features_path: str, index_path: str, cache_dir: str
+) -> tuple[Any, ModelRepository]:
+    """The app and its repository for ``model`` (registry URI or base path).
+
+    Args:
+        settings: the ``[serve]`` section.
+        model: ``models:/name@alias``, ``models:/name/<version>`` or a TF Serving base path.
+        tracking_uri: the MLflow tracking URI a ``models:/`` source reads.
+        features_path: the features tables ("" for none).
+        index_path: a saved ANN index ("" to look in each version directory only).
+        cache_dir: where registry versions are downloaded ("" for a new temporary directory).
 
     Raises:
-        ServingError: ``--model`` is neither a ``models:/`` URI nor a local path.
+        ServingError: ``model`` is neither a ``models:/`` URI the server can follow nor a local path.
     """
     from sparktf.serving.app import create_app
 
-    serve_cfg = cfg.serve
-    paths = cfg.paths
-    features_path = serve_cfg.features_path or (paths.features if paths.is_local else "")
     features = load_features(features_path)
-    index_path = serve_cfg.index_path or (paths.index if paths.is_local and os.path.isdir(paths.index) else "")
-    cache_dir = (
-        os.path.join(paths.state, "serving-cache") if paths.is_local else tempfile.mkdtemp(prefix="sparktf-serve-")
-    )
     source = source_for(
         model,
-        tracking_uri=cfg.tracking_uri,
-        cache_dir=cache_dir,
-        pinned=serve_cfg.versions,
-        labels=serve_cfg.labels,
+        tracking_uri=tracking_uri,
+        cache_dir=cache_dir or tempfile.mkdtemp(prefix="sparktf-serve-"),
+        pinned=settings.versions,
+        labels=settings.labels,
     )
-    loader = partial(load_version, features=features, index_path=index_path, exclude_seen=serve_cfg.exclude_seen)
-    repository = ModelRepository(source, loader, serve_cfg.model_name)
-    return create_app(repository, serve_cfg, features), repository
+    loader = partial(load_version, features=features, index_path=index_path, exclude_seen=settings.exclude_seen)
+    repository = ModelRepository(source, loader, settings.model_name)
+    return create_app(repository, settings, features), repository
 
 
-def serve(cfg: Config, model: str) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+def uvicorn_config(app: Any, settings: ServeConfig, *, port: int | None = None, log_level: str = "warning") -> Any:
+    """uvicorn's settings for ``app``: the address of ``settings`` (or ``port``), the
+    request-header deadline (:mod:`~sparktf.serving.connection`), short keep-alive and
+    a bounded graceful shutdown. The tests run their servers with these too."""
+    import uvicorn
+
+    from sparktf.serving.connection import HeaderDeadlineProtocol
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port if port is None else port,
+        http=HeaderDeadlineProtocol,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+def serve(
+    settings: ServeConfig, *, model: str, tracking_uri: str, features_path: str, index_path: str, cache_dir: str
+) -> None:
+    """Serve until SIGTERM or SIGINT (Ctrl-C), then return after a graceful shutdown.
+
+    Raises:
+        ServingError: no model, or one the server cannot serve.
+    """
     import uvicorn
 
     if not model:
         raise ServingError(
             "No model to serve.",
-            hint=f"Pass --model models:/{cfg.tracking.registered_model}@champion or --model /path/to/base.",
+            hint="Pass --model models:/<name>@<alias> or --model /path/to/base.",
         )
-    if cfg.serve.access_log:
+    if settings.access_log:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         access = logging.getLogger("sparktf.serving.access")
@@ -66,20 +109,53 @@ def serve(cfg: Config, model: str) -> None:
         access.setLevel(logging.INFO)
         access.propagate = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app, repository = build_app(cfg, model)
-    print(
-        f"sparktf serve: {model} as /v1/models/{repository.name} on http://{cfg.serve.host}:{cfg.serve.port} "
-        f"(batch ≤ {cfg.serve.max_batch_size} rows, wait ≤ {cfg.serve.batch_timeout_micros} µs"
-        f"{', bearer token required' if cfg.serve.auth_token else ''})",
-        file=sys.stderr,
-        flush=True,
+    app, repository = build_app(
+        settings,
+        model=model,
+        tracking_uri=tracking_uri,
+        features_path=features_path,
+        index_path=index_path,
+        cache_dir=cache_dir,
     )
-    uvicorn.run(
-        app,
-        host=cfg.serve.host,
-        port=cfg.serve.port,
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=10,
+    _say(
+        f"sparktf serve: {model} as /v1/models/{repository.name} on http://{settings.host}:{settings.port} "
+        f"(batch ≤ {settings.max_batch_size} rows, wait ≤ {settings.batch_timeout_micros} µs"
+        f"{', bearer token required' if settings.auth_token else ''})"
     )
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    with _stop_signals() as received:
+        server.run()
+    if received:
+        name = signal.Signals(received[0]).name
+        _say(f"sparktf serve: stopped on {name} after finishing the requests in flight.")
+    elif not server.started:
+        raise ServingError(
+            f"The server could not start on {settings.host}:{settings.port} (see the log above).",
+            hint="Pick another serve.port, or stop what listens there.",
+        )
+
+
+@contextmanager
+def _stop_signals() -> Iterator[list[int]]:
+    """Record SIGTERM/SIGINT instead of dying of them.
+
+    uvicorn handles both during ``run`` (graceful shutdown), then raises the signal
+    again for the handler that was there before, which by default kills the process
+    (exit 143 for SIGTERM) with no word of why. The handler installed here only
+    records it, so ``serve`` can say what happened and return.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    wanted = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda sig, frame: received.append(sig)) for sig in wanted}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

@@ -30,6 +30,7 @@ import base64
 import binascii
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,6 +166,13 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         raise bad_request(f"JSON Parse error: {exc.msg} at byte offset {exc.pos}.") from None
     except RecursionError:
         raise bad_request("JSON Parse error: the body is nested too deeply.") from None
+    except ValueError:
+        # Python refuses to convert integers of more than sys.get_int_max_str_digits()
+        # digits (a guard against quadratic-time parsing); that is the client's number.
+        limit = sys.get_int_max_str_digits()
+        raise bad_request(
+            f"JSON Parse error: a number in the body has more than {limit} digits; send it as a string."
+        ) from None
     if not isinstance(body, dict):
         raise bad_request(f"The request body must be a JSON object; got a JSON {_json_type(body)}.")
     return body
@@ -560,7 +568,8 @@ def _json_default(x: Any) -> Any:
 
 def encode_error(message: str) -> bytes:
     """TF Serving's error body: ``{"error": "..."}``."""
-    return json.dumps({"error": message}, ensure_ascii=False).encode("utf-8")
+    # backslashreplace: a message may quote a client's string holding a lone surrogate.
+    return json.dumps({"error": message}, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def status_document(versions: Sequence[tuple[int, str, str, str]]) -> dict[str, Any]:

@@ -1,0 +1,289 @@
+"""The route handlers: TF Serving's API, ``:recommend``, operations, the web page and ``/docs``.
+
+* TF Serving: ``GET /v1/models/{name}[/versions/{v}|/labels/{l}]`` (status),
+  ``.../metadata``, ``POST ...:predict``, ``POST ...:regress`` / ``...:classify``
+  (examples mapped onto a predict signature's named inputs).
+* ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:recommend``.
+* ``GET /healthz`` (alive), ``GET /readyz`` (a version is loaded and warmed up),
+  ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (poll the source now).
+* ``GET /v1/users`` and ``/v1/users/{id}`` (for the page), ``GET /`` (the page),
+  ``GET /docs`` (the operations, listed from ``/openapi.json``).
+
+The body is read by the handlers themselves (never by FastAPI's models) so that
+the JSON rules are TF Serving's (``NaN`` allowed) and a bad body is a 400 that
+says what is wrong; :mod:`~sparktf.serving.openapi` documents each body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from sparktf.errors import ServingError
+from sparktf.serving import tfserving as tfs
+from sparktf.serving.batch_calls import run_predict, run_recommend
+from sparktf.serving.error_handlers import json_response
+from sparktf.serving.openapi import ERRORS, EXAMPLES_BODY, JSON, PREDICT_BODY, RECOMMEND_BODY, docs_page
+from sparktf.serving.recommend import parse_recommend_request
+from sparktf.serving.repository import LoadedVersion, Snapshot
+from sparktf.serving.state import ServerState, VersionInUse
+
+__all__ = ["add_routes"]
+
+_Handler = Callable[..., Awaitable[Response]]
+
+
+def add_routes(app: FastAPI, state: ServerState) -> None:
+    """Every endpoint of the server, bound to ``state``."""
+    _add_tf_serving_api(app, state)
+    _add_operations(app, state)
+    _add_page(app, state)
+
+
+# --------------------------------------------------------------------------- TF Serving API
+
+
+def _add_tf_serving_api(app: FastAPI, state: ServerState) -> None:
+    repository = state.repository
+    cfg = state.cfg
+
+    def selector_routes(method: str, suffix: str, handler: _Handler, summary: str, **extra: Any) -> None:
+        base = "/v1/models/{model_name}"
+        variants: list[tuple[str, Callable[..., Awaitable[Response]]]] = [
+            (base + suffix, _bind(handler, None, None)),
+            (base + "/versions/{version}" + suffix, _bind(handler, "version", None)),
+            (base + "/labels/{label}" + suffix, _bind(handler, None, "label")),
+        ]
+        for path, endpoint in variants:
+            app.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                summary=summary,
+                response_class=Response,
+                responses={200: {"description": "OK", "content": {JSON: {}}}, **ERRORS},
+                **extra,
+            )
+
+    async def status(request: Request, model_name: str, version: str | None, label: str | None) -> Response:
+        snap = repository.snapshot
+        if model_name != snap.name:
+            raise tfs.not_found(f"Servable not found for request: Latest({model_name})")
+        if label is not None:
+            v: int | None = snap.resolve(model_name, label=label).version
+        else:
+            v = tfs.parse_version(version) if version is not None else None
+        return json_response(tfs.encode_json(tfs.status_document(repository.status(v))))
+
+    async def metadata(request: Request, model_name: str, version: str | None, label: str | None) -> Response:
+        lv = _resolve(repository.snapshot, model_name, version, label)
+        doc = tfs.metadata_document(model_name, lv.version, lv.servable.signatures)
+        return json_response(tfs.encode_json(doc))
+
+    async def predict(request: Request, model_name: str, version: str | None, label: str | None) -> Response:
+        lv = _resolve(repository.snapshot, model_name, version, label)
+        with VersionInUse(lv):
+            body = tfs.parse_json_body(await _read_body(request, cfg.max_body_bytes))
+            req = tfs.decode_predict_request(body, lv.servable.signatures, model_name)
+            outputs = await run_predict(state.require_batcher(), lv, req.signature, req.inputs, req.rows)
+            payload = tfs.encode_predict_response(outputs, req.signature, req.row_format)
+        return json_response(payload, headers={"X-Model-Version": str(lv.version)})
+
+    async def examples_api(
+        method: str, request: Request, model_name: str, version: str | None, label: str | None
+    ) -> Response:
+        lv = _resolve(repository.snapshot, model_name, version, label)
+        with VersionInUse(lv):
+            body = tfs.parse_json_body(await _read_body(request, cfg.max_body_bytes))
+            req = tfs.decode_examples_request(body, lv.servable.signatures, model_name)
+            outputs = await run_predict(state.require_batcher(), lv, req.signature, req.inputs, req.rows)
+            payload = tfs.encode_examples_response(outputs, req.signature, method)
+        return json_response(payload, headers={"X-Model-Version": str(lv.version)})
+
+    async def recommend(request: Request, model_name: str, version: str | None, label: str | None) -> Response:
+        lv = _resolve(repository.snapshot, model_name, version, label)
+        with VersionInUse(lv):
+            if lv.recommender is None:
+                raise tfs.bad_request(
+                    f"Model {model_name!r} version {lv.version} is not a sparktf recommender export "
+                    "(no assets.extra/sparktf.json with item embeddings), so it cannot answer :recommend; "
+                    "use :predict."
+                )
+            body = tfs.parse_json_body(await _read_body(request, cfg.max_body_bytes))
+            query = parse_recommend_request(body, default_k=cfg.default_k, max_k=cfg.max_k)
+            reply = await run_recommend(state.require_batcher(), lv, query)
+        out = {"model_name": model_name, "model_version": str(lv.version), "k": query.k, **reply}
+        return json_response(tfs.encode_json(out), headers={"X-Model-Version": str(lv.version)})
+
+    selector_routes("GET", "", status, "Model version status (TF Serving GetModelStatus)")
+    selector_routes("GET", "/metadata", metadata, "Signatures of a version (TF Serving GetModelMetadata)")
+    selector_routes(
+        "POST",
+        ":predict",
+        predict,
+        "Run a signature (row or columnar format)",
+        openapi_extra={"requestBody": PREDICT_BODY},
+    )
+    for verb in ("regress", "classify"):
+        selector_routes(
+            "POST",
+            f":{verb}",
+            partial(examples_api, verb),
+            f"{verb.title()} examples with a signature whose inputs are named like their features",
+            openapi_extra={"requestBody": EXAMPLES_BODY},
+        )
+    selector_routes(
+        "POST",
+        ":recommend",
+        recommend,
+        "Top-K items for a user and/or recent items, via the ANN index",
+        openapi_extra={"requestBody": RECOMMEND_BODY},
+    )
+
+
+def _bind(handler: _Handler, version: str | None, label: str | None) -> Callable[..., Any]:
+    """The handler with the selector's path parameter (or None) as FastAPI sees it."""
+    if version:
+
+        async def with_version(request: Request, model_name: str, version: str) -> Any:
+            return await handler(request, model_name, version, None)
+
+        return with_version
+    if label:
+
+        async def with_label(request: Request, model_name: str, label: str) -> Any:
+            return await handler(request, model_name, None, label)
+
+        return with_label
+
+    async def plain(request: Request, model_name: str) -> Any:
+        return await handler(request, model_name, None, None)
+
+    return plain
+
+
+def _resolve(snap: Snapshot, name: str, version: str | None, label: str | None) -> LoadedVersion:
+    return snap.resolve(name, tfs.parse_version(version) if version is not None else None, label)
+
+
+async def _read_body(request: Any, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServingError(
+                f"The request body is larger than serve.max_body_bytes ({limit} bytes); send fewer rows per request.",
+                status=413,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _get_and_head(app: FastAPI, path: str, **kwargs: Any) -> Callable[[_Handler], _Handler]:
+    """Register a GET route that answers HEAD too (HTTP requires it of every GET; FastAPI's
+    routes do not add it). The HEAD twin stays out of the OpenAPI document."""
+
+    def register(endpoint: _Handler) -> _Handler:
+        app.add_api_route(path, endpoint, methods=["GET"], **kwargs)
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False, **kwargs)
+        return endpoint
+
+    return register
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def _add_operations(app: FastAPI, state: ServerState) -> None:
+    repository = state.repository
+
+    @_get_and_head(app, "/healthz", summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return json_response(b'{"status":"ok"}')
+
+    @_get_and_head(
+        app, "/readyz", summary="Readiness: a model version is loaded and warmed up", responses={503: ERRORS[503]}
+    )
+    async def readyz() -> Response:
+        snap = repository.snapshot
+        if not repository.ready:
+            why = repository.last_error or "the first version is still loading"
+            return json_response(tfs.encode_error(f"Not ready: {why}."), 503)
+        default = snap.versions[snap.default] if snap.default is not None else None
+        recommender = getattr(default, "recommender", None)
+        doc: dict[str, Any] = {
+            "status": "ready",
+            "model": snap.name,
+            "default_version": snap.default,
+            "versions": sorted(snap.versions),
+            "labels": dict(snap.labels),
+            "index": getattr(recommender, "index_kind", None),
+        }
+        index_problem = getattr(recommender, "index_problem", None)
+        problems = [f"index: {index_problem}"] if index_problem else []
+        if repository.last_error:
+            problems.append(repository.last_error)
+        if problems:
+            # Ready, but degraded: say why, so that an operator sees it without the logs.
+            doc["problems"] = problems
+        return json_response(tfs.encode_json(doc))
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        body, content_type = state.metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.post("/v1/admin/reload", summary="Ask the model source for new versions now", responses=ERRORS)
+    async def reload() -> Response:
+        changed = await asyncio.get_running_loop().run_in_executor(None, repository.refresh)
+        snap = repository.snapshot
+        doc: dict[str, Any] = {"changed": changed, "default_version": snap.default, "versions": sorted(snap.versions)}
+        if repository.last_error:
+            doc["error"] = repository.last_error
+        return json_response(tfs.encode_json(doc))
+
+    @_get_and_head(app, "/docs", summary="This list of operations", response_class=Response)
+    async def docs() -> Response:
+        return Response(docs_page(app.openapi()), media_type="text/html; charset=utf-8")
+
+
+# --------------------------------------------------------------------------- the web page and its data
+
+
+def _add_page(app: FastAPI, state: ServerState) -> None:
+    features = state.features
+
+    @app.get("/v1/users", summary="Users known from the features tables (for the web page)", responses=ERRORS)
+    async def users(prefix: str = "", limit: int = 100) -> Response:
+        if not 1 <= limit <= 10_000:
+            raise tfs.bad_request(f"'limit' must be from 1 to 10000; got {limit}.")
+        doc = {
+            "users": features.users(prefix, limit),
+            "total": features.user_count(prefix),
+            "features": features.path or None,
+        }
+        return json_response(tfs.encode_json(doc))
+
+    @app.get("/v1/users/{user_id}", summary="A user's recent items with their attributes", responses=ERRORS)
+    async def user(user_id: str) -> Response:
+        if user_id not in features.recent and user_id not in features.seen:
+            where = features.path or "no features tables (set serve.features_path)"
+            raise tfs.not_found(f"User {user_id!r} is not in the features tables ({where}).")
+        doc = {
+            "user_id": user_id,
+            "recent": features.attributes(list(features.recent.get(user_id, ()))),
+            "seen_count": len(features.seen.get(user_id, ())),
+        }
+        return json_response(tfs.encode_json(doc))
+
+    @_get_and_head(app, "/", summary="The recommendations web page", response_class=Response)
+    async def page() -> Response:
+        html = resources.files("sparktf.serving").joinpath("web/index.html").read_bytes()
+        return Response(html, media_type="text/html; charset=utf-8")
