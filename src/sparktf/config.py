@@ -792,6 +792,10 @@ class ServeConfig(_Section):
         exclude_seen: leave out the items a user already interacted with (needs features).
         default_k, max_k: ``k`` of ``:recommend`` when the request has none, and its cap.
         access_log: one JSON line per request on the ``sparktf.serving.access`` logger.
+        header_timeout_s: a request's headers must arrive within this long of the
+            connection opening (or of the previous response), else 408 and the
+            connection closes: a slow client cannot hold connections open.
+        body_timeout_s: a request's body must arrive within this long of its headers.
     """
 
     _section: typing.ClassVar[str] = "serve"
@@ -813,9 +817,13 @@ class ServeConfig(_Section):
     default_k: int = 10
     max_k: int = 1000
     access_log: bool = True
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     def _validate(self) -> None:
         self._require("port", 0 <= self.port <= 65535, "a TCP port (0-65535)")
+        self._require("header_timeout_s", 0.1 <= self.header_timeout_s <= 3600.0, "seconds between 0.1 and 3600")
+        self._require("body_timeout_s", 0.1 <= self.body_timeout_s <= 3600.0, "seconds between 0.1 and 3600")
         self._require("host", bool(self.host.strip()), "an address such as 127.0.0.1 or 0.0.0.0")
         self._require(
             "model_name",

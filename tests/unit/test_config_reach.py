@@ -68,6 +68,12 @@ def _spark(key: str) -> Callable[[Config], Any]:
     return lambda c: spark_conf(c.spark)[key]
 
 
+def _uvicorn(c: Config) -> Any:
+    from sparktf.serving.server import uvicorn_config
+
+    return uvicorn_config(None, serve_args(c, None).settings)
+
+
 def _spec(c: Config) -> Any:
     return train_spec(c, "sequential", run_dir="r", export_base="e", version=1, train_examples=1, run_id="x")
 
@@ -142,6 +148,9 @@ READS: dict[str, Reach] = {
     # [serve]
     "serve.features_path": Reach("serve", lambda c: serve_args(c, None).features_path, auto_default=True),
     "serve.index_path": Reach("serve", lambda c: serve_args(c, None).index_path),
+    "serve.header_timeout_s": Reach(
+        "serve (uvicorn's protocol)", lambda c: _uvicorn(c).http.header_timeout_s, "serving/server.py"
+    ),
 }
 
 # Sections handed whole to the library code named by a field's stage: the value

@@ -71,3 +71,25 @@ def test_the_arguments_are_exactly_the_servers_keywords() -> None:
     fields = [f.name for f in dataclasses.fields(ServeArgs)]
     for fn in (serve, build_app):
         assert list(inspect.signature(fn).parameters) == fields
+
+
+def test_a_deleted_tracking_store_is_an_error_not_a_fresh_empty_one(tmp_path: Path) -> None:
+    """Issue 15: `sparktf serve` on a workdir whose mlflow.db was deleted used to create
+    an empty store and wait for a champion that no longer exists."""
+    import pytest
+
+    from sparktf.errors import ServingError
+    from sparktf.serving.server import build_app
+
+    cfg = load_config(overrides=[f"workdir={str(tmp_path / 'work')!r}"])
+    args = serve_args(cfg, None)
+    with pytest.raises(ServingError, match="There is no MLflow store at .*mlflow.db"):
+        build_app(
+            args.settings,
+            model=args.model,
+            tracking_uri=args.tracking_uri,
+            features_path=args.features_path,
+            index_path=args.index_path,
+            cache_dir=str(tmp_path / "cache"),
+        )
+    assert not (tmp_path / "work" / "mlflow.db").exists()

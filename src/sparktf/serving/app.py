@@ -29,7 +29,7 @@ from sparktf.serving.metrics import ServerMetrics
 from sparktf.serving.middleware import Gate
 from sparktf.serving.repository import ModelRepository, Snapshot
 from sparktf.serving.routes import add_routes
-from sparktf.serving.state import BODY_TIMEOUT_S, ServerState
+from sparktf.serving.state import ServerState
 
 __all__ = ["create_app"]
 
@@ -39,18 +39,19 @@ def create_app(
     cfg: ServeConfig,
     features: FeatureLookup | None = None,
     *,
-    body_timeout_s: float = BODY_TIMEOUT_S,
+    body_timeout_s: float | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``repository`` under the settings ``cfg``.
 
     The repository is refreshed once in the background when the app starts (so
     ``/healthz`` answers at once and ``/readyz`` turns 200 when a version is warm),
     then polled every ``cfg.poll_interval_s``. A request body must arrive within
-    ``body_timeout_s`` of its headers.
+    ``body_timeout_s`` of its headers (``cfg.body_timeout_s`` unless given).
     """
     features = features or FeatureLookup()
     metrics = ServerMetrics()
-    state = ServerState(repository, cfg, features, metrics, body_timeout_s)
+    body_timeout = cfg.body_timeout_s if body_timeout_s is None else body_timeout_s
+    state = ServerState(repository, cfg, features, metrics, body_timeout)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

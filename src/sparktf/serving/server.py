@@ -13,6 +13,7 @@ that the process exits 0: a stop asked for is not a failure.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from typing import Any
 
 from sparktf.config import ServeConfig
 from sparktf.errors import ServingError
+from sparktf.registry.uri import is_model_uri
 from sparktf.serving.features import load_features
 from sparktf.serving.repository import ModelRepository, load_version, source_for
 
@@ -49,10 +51,21 @@ def build_app(
         cache_dir: where registry versions are downloaded ("" for a new temporary directory).
 
     Raises:
-        ServingError: ``model`` is neither a ``models:/`` URI the server can follow nor a local path.
+        ServingError: ``model`` is neither a ``models:/`` URI the server can follow nor a local
+            path, or it names a registry whose SQLite store does not exist.
     """
     from sparktf.serving.app import create_app
 
+    if is_model_uri(model) and tracking_uri.startswith("sqlite:///"):
+        store = tracking_uri.removeprefix("sqlite:///")
+        if not os.path.exists(store):
+            # MLflow would create an empty store here, and the server would wait forever
+            # for a champion that is gone with the deleted file.
+            raise ServingError(
+                f"There is no MLflow store at {store}, so {model} cannot be resolved.",
+                hint="Run `sparktf run` (or restore the store), or point --workdir / tracking.tracking_uri "
+                "at the run's store, or serve a base path with --model /path/to/base.",
+            )
     features = load_features(features_path)
     source = source_for(
         model,
@@ -72,13 +85,13 @@ def uvicorn_config(app: Any, settings: ServeConfig, *, port: int | None = None, 
     a bounded graceful shutdown. The tests run their servers with these too."""
     import uvicorn
 
-    from sparktf.serving.connection import HeaderDeadlineProtocol
+    from sparktf.serving.connection import with_header_timeout
 
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port if port is None else port,
-        http=HeaderDeadlineProtocol,
+        http=with_header_timeout(settings.header_timeout_s),
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_S,
