@@ -14,6 +14,7 @@ from sparktf.distributed.result import (
     WorkerTiming,
     final_metrics,
     is_cascade,
+    is_restore_failure,
     merge_epoch_logs,
     primary_failure,
     should_restart,
@@ -73,6 +74,30 @@ def test_restarts_are_for_lost_workers_not_bugs() -> None:
     # A worker blocked in a collective only it runs would block again.
     stuck = _f(0, "stuck", "still running long after the other workers had finished", 0.0)
     assert not should_restart(stuck) and not stuck.cascade
+
+
+LAZY_RESTORE = (
+    "InvalidArgumentError: Graph execution error: You must feed a value for placeholder tensor "
+    "'cond/else/_1/cond/Placeholder' with dtype int32"
+)
+
+
+def _attempt(attempt: int, error: str, kind: str = "raised") -> WorkerFailure:
+    return WorkerFailure(0, "host0", attempt, kind, error)  # type: ignore[arg-type]
+
+
+def test_a_relaunched_attempt_that_cannot_restore_its_backup_is_recovery_not_a_bug() -> None:
+    # The worker's own label: its platform callback was restoring a backup when it failed.
+    labelled = _attempt(2, "BackupRestoreError: Could not restore the backup in /runs/r1/backup; ...")
+    assert is_restore_failure(labelled) and should_restart(labelled)
+    # tf-keras's lazy restore of an unbuilt model, from a train_fn with plain BackupAndRestore:
+    # only a relaunched attempt restores anything.
+    assert is_restore_failure(_attempt(2, LAZY_RESTORE)) and should_restart(_attempt(2, LAZY_RESTORE))
+    assert not is_restore_failure(_attempt(1, LAZY_RESTORE)) and not should_restart(_attempt(1, LAZY_RESTORE))
+    # Everything else keeps its classification.
+    assert not is_restore_failure(_attempt(2, "ValueError: bad batch"))
+    assert not should_restart(_attempt(2, "ValueError: bad batch"))
+    assert not is_restore_failure(_attempt(2, "BackupRestoreError: ...", kind="stuck"))
 
 
 def test_tensorflow_errors_are_summarized_to_the_sentence_that_matters() -> None:

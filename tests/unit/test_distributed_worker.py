@@ -38,3 +38,26 @@ def test_importing_sparktf_distributed_loads_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_a_restore_failure_says_which_backup_and_what_to_do_before_the_cause() -> None:
+    from sparktf.distributed.checkpoints import BackupRestoreError, describe_cause, restore_error, restore_failure
+
+    traced = ValueError(
+        'in user code:\n\n    File "training.py", line 1398, in train_function  *\n'
+        "        return step_function(self, iterator)\n\n"
+        "    ValueError: Dimension 1 in both shapes must be equal, but are 8 and 4."
+    )
+    assert describe_cause(traced) == "ValueError: Dimension 1 in both shapes must be equal, but are 8 and 4."
+    assert describe_cause(KeyError("x")) == "KeyError: 'x'"
+
+    err = restore_error("/runs/r1/backup", describe_cause(traced), built=False)
+    first = str(err).splitlines()[0]
+    assert first.startswith("Could not restore the backup in /runs/r1/backup (the model was not built before fit()")
+    advice = first.index("or delete /runs/r1/backup to start the run over.")
+    assert advice < first.index("The error: ValueError: Dimension 1")  # a cut-short headline keeps the advice
+    assert pickle.loads(pickle.dumps(err)).context["backup_dir"] == "/runs/r1/backup"  # crosses to the driver
+
+    # No backup being restored in this process (TensorFlow not even loaded): errors stay what they are.
+    assert restore_failure(RuntimeError("boom")) is None
+    assert restore_failure(err) is None and isinstance(err, BackupRestoreError)

@@ -14,6 +14,28 @@ from sparktf.tfenv import import_tensorflow
 
 tf: Any = import_tensorflow()
 
+# After a restore: (backup dir, model built?, the model's step counter, its restored value).
+_pending: tuple[str, bool, Any, int] | None = None
+
+
+def pending_restore() -> tuple[str, bool] | None:
+    """``(backup_dir, model_was_built)`` when this process restored a backup and has not
+    finished a training step since (the model's step counter has not moved); a failure
+    now is most likely that restore's."""
+    if _pending is None:
+        return None
+    path, built, counter, restored = _pending
+    try:
+        steps = int(tf.keras.backend.get_value(counter))
+    except Exception:  # noqa: BLE001 - unknown, so not blamed on the restore
+        return None
+    return (path, built) if steps == restored else None
+
+
+def forget_pending() -> None:
+    global _pending
+    _pending = None
+
 
 class ChiefBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
     """tf-keras's ``BackupAndRestore`` with the non-chief copies on local scratch.
@@ -25,6 +47,12 @@ class ChiefBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
     backup costs N full model writes there. This subclass sends them to the
     worker's local scratch directory instead; the chief's writes, the reads and
     the collectives are unchanged.
+
+    It also tells a failed restore from a bug: the restore's own error, or any error
+    before the first training step after a restore (when tf-keras restores the
+    variables an unbuilt model creates only then), becomes a
+    :class:`~sparktf.distributed.checkpoints.BackupRestoreError` naming the backup
+    (see :func:`~sparktf.distributed.checkpoints.restore_failure`).
     """
 
     def __init__(self, backup_dir: str, *, scratch_dir: str, save_freq: int | str) -> None:
@@ -34,7 +62,23 @@ class ChiefBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
         self._scratch_dir = scratch_dir
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        super().on_train_begin(logs)
+        global _pending
+        from sparktf.distributed.checkpoints import describe_cause, restore_error
+
+        # tf-keras reads the chief's copy from "<backup_dir>/chief".
+        found = tf.train.latest_checkpoint(os.path.join(self.backup_dir, "chief"))
+        built = bool(self.model.built)
+        _pending = None
+        try:
+            super().on_train_begin(logs)  # restores the backup, if any
+        except Exception as exc:
+            if not found:
+                raise
+            raise restore_error(self.backup_dir, describe_cause(exc), built=built) from exc
+        if found:
+            # An unbuilt model's variables are restored only when the first step creates them.
+            counter = self.model._train_counter  # restored with the backup; +1 per finished step
+            _pending = (self.backup_dir, built, counter, int(tf.keras.backend.get_value(counter)))
         state = self._training_state
         if state.write_checkpoint_manager is state.read_checkpoint_manager or not self._scratch_dir:
             return
@@ -49,6 +93,11 @@ class ChiefBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
         # tf-keras created the shared temp dir in its constructor; nothing will ever be written there now.
         if tf.io.gfile.exists(shared_temp):
             tf.io.gfile.rmtree(shared_temp)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        global _pending
+        _pending = None
+        super().on_train_end(logs)
 
 
 class EpochHistory(tf.keras.callbacks.Callback):

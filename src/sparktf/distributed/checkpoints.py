@@ -208,10 +208,30 @@ def restore_failure(exc: BaseException) -> BackupRestoreError | None:
     state = pending() if pending is not None else None
     if state is None:
         return None
+    path, built = state
+    return restore_error(path, describe_cause(exc), built=built)
+
+
+def describe_cause(exc: BaseException, limit: int = 240) -> str:
+    """One line for the error behind a failed restore.
+
+    An error raised while a ``tf.function`` is traced reads "in user code:", then the
+    traced frames, and only then the error itself, on the last line.
+    """
     from sparktf.distributed.result import summarize_error
 
-    path, built = state
-    return restore_error(path, summarize_error(type(exc).__name__, str(exc), limit=200), built=built)
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("in user code"):
+        last = lines[-1]
+        return last if len(last) <= limit else last[: limit - 3] + "..."
+    return summarize_error(type(exc).__name__, str(exc), limit=limit)
+
+
+def forget_restore() -> None:
+    """Drop this process's record of a restore in progress (a new ``train_fn`` call starts)."""
+    reset = getattr(sys.modules.get("sparktf.distributed._keras"), "forget_pending", None)
+    if reset is not None:
+        reset()
 
 
 def restore_error(path: str, cause: str, *, built: bool) -> BackupRestoreError:
@@ -226,7 +246,9 @@ def restore_error(path: str, cause: str, *, built: bool) -> BackupRestoreError:
         )
         fix = "build the model before fit(): call it on one batch, or model.build(...), inside strategy.scope()"
     return BackupRestoreError(
-        f"Could not restore the backup in {path}{why}: {cause} -- {fix}, or delete {path} to start the run over.",
+        # What to do comes before the cause: a report's headline may cut a long line short.
+        f"Could not restore the backup in {path}{why}; {fix}, or delete {path} to start the run over. "
+        f"The error: {cause}",
         backup_dir=path,
         cause=cause,
         model_built=built,

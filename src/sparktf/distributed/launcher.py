@@ -58,6 +58,7 @@ from sparktf.distributed.result import (
     WorkerOutcome,
     WorkerTiming,
     final_metrics,
+    is_restore_failure,
     primary_failure,
     should_restart,
 )
@@ -140,6 +141,8 @@ def failure_message(primary: WorkerFailure, *, attempts: int, max_restarts: int,
         "aborted": "was stopped",
         "stuck": f"got stuck: {primary.error}",
     }[primary.kind]
+    if is_restore_failure(primary):
+        what = f"could not restore the run's backup (recovery failed, not train_fn): {primary.error}"
     lines = [f"{where} failed first, in attempt {primary.attempt}: it {what}."]
     if primary.tail:
         label = {
@@ -176,6 +179,12 @@ def _hint(primary: WorkerFailure) -> str:
         return (
             "The training data is corrupt (the file and byte offset are above): rewrite it, e.g. "
             "`sparktf run --from tfrecords`, and check what wrote it and the storage under it."
+        )
+    if is_restore_failure(primary):
+        return (
+            "The backup was written by other code or model settings, or the model was not built before fit(): "
+            "resume with the settings that wrote it (the error above names the backup), or delete the backup "
+            "directory to start the run over."
         )
     if primary.kind == "raised":
         return "Fix the error in train_fn; run with num_workers=0 to debug it in this process."

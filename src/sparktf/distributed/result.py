@@ -29,6 +29,7 @@ __all__ = [
     "WorkerTiming",
     "final_metrics",
     "is_cascade",
+    "is_restore_failure",
     "merge_epoch_logs",
     "primary_failure",
     "should_restart",
@@ -188,12 +189,38 @@ def primary_failure(failures: Iterable[WorkerFailure]) -> WorkerFailure | None:
     return real[0]
 
 
+# tf-keras's lazy restore of an unbuilt model's variables, inside the first traced step.
+_LAZY_RESTORE = re.compile(r"You must feed a value for placeholder tensor", re.IGNORECASE)
+
+
+def is_restore_failure(failure: WorkerFailure) -> bool:
+    """Did a worker fail restoring the run's backup, rather than in ``train_fn``'s own code?
+
+    The worker reports it as a ``BackupRestoreError`` (the platform's callback was
+    restoring a backup when it failed). A relaunched attempt that fails with
+    tf-keras's lazy-restore symptom counts too, for a ``train_fn`` that uses plain
+    ``BackupAndRestore``: attempt 1 ran the same code without that error.
+    """
+    if failure.kind != "raised":
+        return False
+    if failure.error.startswith("BackupRestoreError"):
+        return True
+    return failure.attempt > 1 and bool(_LAZY_RESTORE.search(failure.error))
+
+
 def should_restart(primary: WorkerFailure | None) -> bool:
-    """Relaunch for lost or killed workers; an exception or a hang of ``train_fn``'s own is a bug, not retried."""
+    """Relaunch for lost or killed workers; an exception or a hang of ``train_fn``'s own is a bug, not retried.
+
+    A failure to restore the backup in a relaunched attempt is recovery's, not a bug
+    of ``train_fn``: it is relaunched too (up to ``max_restarts``), and its error says
+    which backup and what to do when it keeps failing.
+    """
     if primary is None:
         return True
     if primary.kind == "stuck":
         return False
+    if is_restore_failure(primary):
+        return True
     return primary.kind != "raised" or primary.cascade
 
 

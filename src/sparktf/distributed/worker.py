@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sparktf.distributed.checkpoints import history_path, remove_backup, save_model
+from sparktf.distributed.checkpoints import forget_restore, history_path, remove_backup, restore_failure, save_model
 from sparktf.distributed.ranks import RunContext, run_context
 from sparktf.distributed.result import WorkerOutcome, final_metrics, merge_epoch_logs, summarize_error
 from sparktf.errors import LauncherError
@@ -137,18 +137,29 @@ def execute(
     Runs on every worker. A returned Keras model (or ``History``) is saved with
     :func:`~sparktf.distributed.save_model` on every worker, the chief's copy in
     the run directory. TensorFlow is imported only for the default strategy or
-    when ``train_fn`` loaded it. Exceptions propagate; the caller reports them.
+    when ``train_fn`` loaded it. Exceptions propagate; the caller reports them. One
+    that escapes while the platform's callback is restoring a backup (before the
+    first training step after it) propagates as the
+    :class:`~sparktf.distributed.checkpoints.BackupRestoreError` it really is.
     """
     ctx = run_context()
     if ctx is None:
         raise LauncherError("execute() runs only under the launcher, which sets the run context.")
     strategy = _strategy(spec.strategy)
     started = time.time()
-    if strategy is None:
-        value = train_fn(*args, **kwargs)
-    else:
-        with strategy.scope():
+    forget_restore()  # the local mode runs train_fn in a process that may have failed a restore before
+    try:
+        if strategy is None:
             value = train_fn(*args, **kwargs)
+        else:
+            with strategy.scope():
+                value = train_fn(*args, **kwargs)
+    except Exception as exc:
+        # A failure while a backup is being restored is the restore's, whatever TF called it.
+        restore = restore_failure(exc)
+        if restore is not None:
+            raise restore from exc
+        raise
     finished = time.time()
     model, history_obj = _model_and_history(value)
     saved = weights = None

@@ -87,8 +87,17 @@ class RecommenderMixin:
         raise NotImplementedError
 
     def ensure_built(self) -> None:
-        """Create the variables by scoring one empty query (export needs them)."""
-        self.scores({"user_id": tf.constant([""]), "history": tf.constant([[""]])})
+        """Create every variable and mark the model built, by calling it on one empty query.
+
+        Call it before ``fit`` (inside the strategy's scope, on every worker): tf-keras's
+        ``BackupAndRestore`` restores a backup into the variables that exist when
+        training begins, and an unbuilt model's variables would only be created, and
+        restored, inside the first traced training step, which fails ("You must feed a
+        value for placeholder tensor"). Export needs the variables too. The query is
+        raw ids, like every input of these models, so no data or element spec is needed.
+        """
+        if not getattr(self, "built", False):
+            self({"user_id": tf.constant([""]), "history": tf.constant([[""]])}, training=False)  # type: ignore[operator]
 
     def scores(self, features: dict[str, Any]) -> Any:
         """[B, num_items] scores of every catalogue item for each query."""

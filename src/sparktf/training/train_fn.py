@@ -5,16 +5,23 @@ task (and that local mode calls in-process). It is a plain function of a frozen,
 picklable :class:`TrainSpec`, so the same code runs with 1 or N workers. Every
 worker installs the same callbacks (early stopping, the platform's checkpoint and
 backup callbacks, the chief-only MLflow callback): symmetric callbacks are what
-keeps MultiWorkerMirroredStrategy from deadlocking. After ``fit`` the chief copies
-the weights into a fresh, strategy-free model and exports it, so the export runs
-no collective op that the other workers would have to join.
+keeps MultiWorkerMirroredStrategy from deadlocking. The model is built (every
+variable created) inside the strategy's scope before ``fit``, so a relaunched
+attempt restores the backup into existing variables; tf-keras would otherwise
+restore an unbuilt model lazily, inside the first training step, and fail there.
+After ``fit`` the chief copies the weights into a fresh, strategy-free model and
+exports it, so the export runs no collective op that the other workers would have
+to join.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,7 +42,12 @@ class TrainSpec:
         export_base: the model's TF Serving base path; the export goes to
             ``<export_base>/<export_version>``.
         global_batch_size: examples per step over all workers.
-        steps_per_epoch: None = one pass over the data per epoch.
+        export: False trains and reports without exporting (no ``export_path``
+            in the summary): a tuning trial, or a check of training itself.
+        steps_per_epoch: None = one pass over the data per epoch; a number makes
+            the training data repeat, so every epoch has exactly that many steps.
+            Step-based backups (the launcher's ``backup_every_steps``) need a known
+            epoch length: with None they use ``ceil(train_examples / global_batch_size)``.
     """
 
     params: ModelParams
@@ -57,6 +69,7 @@ class TrainSpec:
     run_id: str = ""
     metric_prefix: str = ""
     shuffle_buffer: int = 20_000
+    export: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,11 +103,18 @@ def read_examples(path: str, batch_size: int, *, shuffle: bool, seed: int, buffe
     return ds
 
 
-def train_worker(spec: TrainSpec) -> dict[str, Any]:
-    """Train on this worker; on the chief, export. Returns a small JSON-able summary."""
+def train_worker(spec: TrainSpec, *, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train on this worker; on the chief, export. Returns a small JSON-able summary.
+
+    Args:
+        spec: the run.
+        callbacks: extra Keras callbacks, run before the platform's own. They must be
+            the same on every worker (symmetric), like the platform's.
+    """
     import numpy as np
 
-    from sparktf.distributed.ranks import is_chief, num_workers
+    from sparktf.distributed.checkpoints import platform_callbacks
+    from sparktf.distributed.ranks import is_chief, num_workers, run_context
     from sparktf.models.base import make_optimizer
     from sparktf.models.catalog import Catalog
     from sparktf.models.export import export_model
@@ -116,46 +136,54 @@ def train_worker(spec: TrainSpec) -> dict[str, Any]:
         strategy = tf.distribute.get_strategy()
     catalog = Catalog.from_features(spec.features_dir)
 
+    ctx = run_context()
+    steps_per_epoch, backup_every = _epoch_steps(spec, ctx.backup_every_steps if ctx else 0)
     train_ds = read_examples(
         spec.train_path, spec.global_batch_size, shuffle=True, seed=spec.params.seed, buffer=spec.shuffle_buffer
     )
+    if steps_per_epoch is not None:
+        # A fixed epoch length: the data repeat, so no epoch (nor a resumed one) runs short.
+        train_ds = train_ds.repeat()
     val_ds = read_examples(spec.validation_path, spec.global_batch_size, shuffle=False, seed=spec.params.seed)
-    steps = spec.steps_per_epoch or max(1, spec.train_examples // spec.global_batch_size)
+    steps = steps_per_epoch or max(1, spec.train_examples // spec.global_batch_size)
 
     with strategy.scope():
         model = build_model(catalog, spec.params)
+        # Every variable exists before fit (see the module docstring): BackupAndRestore
+        # then restores a relaunched attempt's backup into them, and builds the optimizer.
+        model.ensure_built()
         model.compile(optimizer=make_optimizer(spec.learning_rate, spec.lr_decay, steps))
 
-    from sparktf.distributed.checkpoints import platform_callbacks
-
-    callbacks = [
+    fit_callbacks = [
+        *callbacks,
         # Both models report the full-catalogue HR@10 on validation: what evaluation
         # measures, unlike the two-tower's in-batch loss.
         tf.keras.callbacks.EarlyStopping(
             monitor="val_hr_at_10", mode="max", patience=spec.early_stopping_patience, restore_best_weights=True
         ),
-        *platform_callbacks(spec.run_dir),
+        *platform_callbacks(spec.run_dir, backup_every_steps=backup_every),
     ]
     if spec.tracking_uri and spec.run_id:
-        callbacks.append(ChiefMetricsCallback(spec.tracking_uri, spec.run_id, prefix=spec.metric_prefix))
+        fit_callbacks.append(ChiefMetricsCallback(spec.tracking_uri, spec.run_id, prefix=spec.metric_prefix))
     t0 = time.perf_counter()
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=spec.epochs,
-        steps_per_epoch=spec.steps_per_epoch,
-        callbacks=callbacks,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=fit_callbacks,
         verbose=2 if is_chief() else 0,
     )
     seconds = time.perf_counter() - t0
     hist = {k: [float(x) for x in v] for k, v in history.history.items()}
-    epochs_run = len(hist.get("loss", []))
+    # A resumed attempt's History starts at the restored epoch; its epoch numbers do not.
+    epochs_run = history.epoch[-1] + 1 if history.epoch else 0
     summary: dict[str, Any] = {
         "history": hist,
         "epochs_run": epochs_run,
         "train_seconds": seconds,
         "workers": workers,
-        "examples_per_second": (spec.train_examples * epochs_run / seconds) if seconds > 0 else 0.0,
+        "examples_per_second": (spec.train_examples * len(history.epoch) / seconds) if seconds > 0 else 0.0,
     }
     # Every worker reads the weights: the model's metric variables are sync-on-read,
     # so reading them is an all-reduce that the chief cannot do alone.
@@ -163,24 +191,45 @@ def train_worker(spec: TrainSpec) -> dict[str, Any]:
     if not is_chief():
         return summary
 
-    # The export happens outside the strategy: a plain model with the trained weights.
-    plain = build_model(catalog, spec.params)
-    plain.ensure_built()
-    plain.set_weights(weights)
-    path = export_model(
-        plain,
-        spec.export_base,
-        spec.export_version,
-        k=spec.top_k,
-        extra={"spec": _jsonable(asdict(spec)), "history": hist},
-    )
-    summary["export_path"] = path
+    if spec.export:
+        # The export happens outside the strategy: a plain model with the trained weights.
+        plain = build_model(catalog, spec.params)
+        plain.ensure_built()
+        plain.set_weights(weights)
+        summary["export_path"] = export_model(
+            plain,
+            spec.export_base,
+            spec.export_version,
+            k=spec.top_k,
+            extra={"spec": _jsonable(asdict(spec)), "history": hist},
+        )
     summary["final_metrics"] = {k: v[-1] for k, v in hist.items() if v}
     best = min(hist.get("val_loss", [float("inf")]))
     summary["best_val_loss"] = best if np.isfinite(best) else None
     with open(os.path.join(spec.run_dir, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(_jsonable(summary), fh, indent=2)
     return summary
+
+
+def _epoch_steps(spec: TrainSpec, backup_every_steps: int) -> tuple[int | None, int]:
+    """``(steps_per_epoch for fit, backup_every_steps for the callbacks)``.
+
+    tf-keras resumes a step-based backup at ``(epoch, step)``, which needs the epoch's
+    length: without it (``steps_per_epoch=None`` on data of unknown size) a relaunched
+    attempt fails at once. So step-based backups get an epoch of
+    ``ceil(train_examples / global_batch_size)`` steps, one pass over the data, and with
+    no example count either the backups fall back to every epoch.
+    """
+    if spec.steps_per_epoch is not None or backup_every_steps <= 0:
+        return spec.steps_per_epoch, backup_every_steps
+    if spec.train_examples > 0:
+        return max(1, math.ceil(spec.train_examples / spec.global_batch_size)), backup_every_steps
+    print(
+        f"sparktf: backup_every_steps={backup_every_steps} needs a known epoch length, but the TrainSpec "
+        "has neither steps_per_epoch nor train_examples; backing up at the end of every epoch instead.",
+        file=sys.stderr,
+    )
+    return None, 0
 
 
 def _jsonable(value: Any) -> Any:
