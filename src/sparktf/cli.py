@@ -309,6 +309,22 @@ def run(
 # --------------------------------------------------------------------------- stage commands
 
 
+def _add_stage_command(name: str, help_text: str) -> None:
+    """``sparktf <name>``: one pipeline stage by itself, with every command's options."""
+
+    def command(
+        config: ConfigOpt = None,
+        set_: SetOpt = None,
+        workdir: WorkdirOpt = None,
+        master: MasterOpt = None,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        _stage_command(name, _load(config, set_, workdir, master), verbose)
+
+    command.__doc__ = help_text
+    app.command(name)(command)
+
+
 def _stage_command(name: str, cfg: Config, verbose: bool) -> None:
     from sparktf.runlog import RunLog
 
@@ -317,16 +333,7 @@ def _stage_command(name: str, cfg: Config, verbose: bool) -> None:
     console.print(f"[dim]Log: {escape(cfg.paths.log_file)}[/]", soft_wrap=True)
 
 
-@app.command()
-def generate(
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    master: MasterOpt = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Generate the synthetic flash-sale clickstream into the workdir."""
-    _stage_command("generate", _load(config, set_, workdir, master), verbose)
+_add_stage_command("generate", "Generate the synthetic flash-sale clickstream into the workdir.")
 
 
 @app.command()
@@ -343,28 +350,10 @@ def prepare(
         _stage_command(name, cfg, verbose)
 
 
-@app.command()
-def train(
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    master: MasterOpt = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Train the recommenders on Spark and track them in MLflow."""
-    _stage_command("train", _load(config, set_, workdir, master), verbose)
+_add_stage_command("train", "Train the recommenders on Spark and track them in MLflow.")
 
 
-@app.command()
-def evaluate(
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    master: MasterOpt = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Evaluate over the full catalogue against the baselines."""
-    _stage_command("evaluate", _load(config, set_, workdir, master), verbose)
+_add_stage_command("evaluate", "Evaluate over the full catalogue against the baselines.")
 
 
 @app.command()
@@ -395,28 +384,10 @@ def models(config: ConfigOpt = None, set_: SetOpt = None, workdir: WorkdirOpt = 
     models_command(_load(config, set_, workdir, master), console)
 
 
-@app.command()
-def index(
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    master: MasterOpt = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Build (and tune) the ScaNN index over the model's item embeddings."""
-    _stage_command("index", _load(config, set_, workdir, master), verbose)
+_add_stage_command("index", "Build (and tune) the ScaNN index over the model's item embeddings.")
 
 
-@app.command()
-def recommend(
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    master: MasterOpt = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Write top-K recommendations for every user with Spark."""
-    _stage_command("recommend", _load(config, set_, workdir, master), verbose)
+_add_stage_command("recommend", "Write top-K recommendations for every user with Spark.")
 
 
 @app.command()

@@ -9,15 +9,15 @@ source and the SQL functions) once they exist.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from sparktf._environ import temporary_environ
 from sparktf.config import SparkConfig
 from sparktf.errors import EnvironmentCheckError
 from sparktf.tfenv import LEGACY_KERAS_ENV, ensure_legacy_keras
@@ -176,25 +176,11 @@ def get_spark(cfg: SparkConfig | None = None, *, testing: bool = False, **overri
     builder = SparkSession.builder
     for key, value in spark_conf(cfg, testing=testing).items():
         builder = builder.config(key, value)
-    with _environ(jvm_env(cfg)):  # read when the JVM starts (the first session of the process)
+    with temporary_environ(jvm_env(cfg)):  # read when the JVM starts (the first session of the process)
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
     _register_extensions(spark)
     return spark
-
-
-@contextlib.contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _register_extensions(spark: SparkSession) -> None:

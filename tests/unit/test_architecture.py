@@ -21,7 +21,7 @@ SRC = Path(sparktf.__file__).parent
 
 #: Lowest first. A package may import packages of lower layers only.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_lazy", "errors", "version"),
+    ("_environ", "_lazy", "errors", "version"),
     ("tfenv", "workdir"),
     ("config",),
     ("data", "tfrecord"),

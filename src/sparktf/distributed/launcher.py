@@ -39,17 +39,16 @@ message saying so (the model and checkpoints stay in ``run_dir``).
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sparktf._environ import temporary_environ
 from sparktf.distributed.gpus import gpu_amount_key
 from sparktf.distributed.logs import LogServer, log_server_hosts, print_line
 from sparktf.distributed.result import (
@@ -402,7 +401,7 @@ class SparkRunner:
                 ENV_SCRATCH_DIR: scratch,
                 ENV_BACKUP_EVERY_STEPS: str(launch.backup_every_steps),
             }
-            with _environ(wanted, remove=("TF_CONFIG",)):
+            with temporary_environ(wanted, remove=("TF_CONFIG",)):
                 process_started = time.time()
                 try:
                     outcome = execute(train_fn, *call, spec)
@@ -687,21 +686,3 @@ def _result(
         started_at=started,
         finished_at=time.time(),
     )
-
-
-@contextmanager
-def _environ(values: Mapping[str, str], *, remove: tuple[str, ...] = ()) -> Iterator[None]:
-    """Set (and afterwards restore) environment variables of this process."""
-    keys = set(values) | set(remove)
-    saved = {k: os.environ.get(k) for k in keys}
-    try:
-        for k in remove:
-            os.environ.pop(k, None)
-        os.environ.update(values)
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

@@ -31,8 +31,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sparktf._environ import temporary_environ
 from sparktf.distributed.gpus import gpu_amount_key, parse_gpu_addresses, tasks_for_slots
-from sparktf.distributed.launcher import SparkRunner, _environ
+from sparktf.distributed.launcher import SparkRunner
 from sparktf.distributed.result import TrainingResult
 from sparktf.errors import ConfigError, LauncherError
 
@@ -154,7 +155,7 @@ class MirroredStrategyRunner:
                 )
             visible = ",".join(owned[: self.num_slots])
         # Takes effect only if TensorFlow has not started in this process yet, as in the original.
-        with _environ({"CUDA_VISIBLE_DEVICES": visible}):
+        with temporary_environ({"CUDA_VISIBLE_DEVICES": visible}):
             return self._runner.run(
                 train_fn, num_workers=0, strategy=strategy, run_dir=self.run_dir, kwargs=kwargs, max_restarts=0
             )
