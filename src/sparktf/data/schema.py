@@ -23,6 +23,7 @@ __all__ = [
     "EVENT_FIELDS",
     "EXAMPLE_COLUMNS",
     "KEY_COLUMNS",
+    "MODEL_COLUMNS",
     "NOT_TRAINED_ON",
     "SPLITS",
     "TRAINING_COLUMNS",
@@ -100,8 +101,17 @@ EXAMPLE_COLUMNS: tuple[str, ...] = (
 #: Columns of ``examples`` that stay out of the TFRecords: the split is the folder,
 #: and the time is bookkeeping, not a model input.
 NOT_TRAINED_ON: tuple[str, ...] = ("split", "event_time")
-#: The columns the ``tfrecords`` stage writes and the models read.
+#: The columns the ``tfrecords`` stage writes.
 TRAINING_COLUMNS: tuple[str, ...] = tuple(c for c in EXAMPLE_COLUMNS if c not in NOT_TRAINED_ON)
+#: The columns of the TFRecords the models read (the rest is kept for slicing).
+MODEL_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "history",
+    "target",
+    "target_category",
+    "target_brand",
+    "target_price_bucket",
+)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sparktf.data.schema import MODEL_COLUMNS
 from sparktf.models.base import ModelParams
 
 __all__ = ["TrainSpec", "read_examples", "train_worker"]
@@ -73,9 +74,6 @@ class TrainSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_COLUMNS = ["user_id", "history", "target", "target_category", "target_brand", "target_price_bucket"]
-
-
 def read_examples(path: str, batch_size: int, *, shuffle: bool, seed: int, buffer: int = 20_000) -> Any:
     """A batched ``tf.data.Dataset`` of example dicts from the TFRecords at ``path``.
 
@@ -91,7 +89,7 @@ def read_examples(path: str, batch_size: int, *, shuffle: bool, seed: int, buffe
         path,
         schema,
         batch_size=max(batch_size, 1024),
-        columns=_COLUMNS,
+        columns=list(MODEL_COLUMNS),
         shuffle_files=shuffle,
         seed=seed,
         auto_shard_policy="DATA",
