@@ -309,8 +309,9 @@ def run(
 # --------------------------------------------------------------------------- stage commands
 
 
-def _add_stage_command(name: str, help_text: str) -> None:
-    """``sparktf <name>``: one pipeline stage by itself, with every command's options."""
+def _add_stage_command(name: str, help_text: str, stages: tuple[str, ...] = ()) -> None:
+    """``sparktf <name>``: the pipeline stage ``name`` (or the ``stages``, in order) by
+    itself, with every command's options."""
 
     def command(
         config: ConfigOpt = None,
@@ -319,7 +320,9 @@ def _add_stage_command(name: str, help_text: str) -> None:
         master: MasterOpt = None,
         verbose: VerboseOpt = False,
     ) -> None:
-        _stage_command(name, _load(config, set_, workdir, master), verbose)
+        cfg = _load(config, set_, workdir, master)
+        for stage in stages or (name,):
+            _stage_command(stage, cfg, verbose)
 
     command.__doc__ = help_text
     app.command(name)(command)
@@ -336,18 +339,11 @@ def _stage_command(name: str, cfg: Config, verbose: bool) -> None:
 _add_stage_command("generate", "Generate the synthetic flash-sale clickstream into the workdir.")
 
 
-@app.command()
-def prepare(
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    workdir: WorkdirOpt = None,
-    master: MasterOpt = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Validate events (with quarantine) and build features, vocabularies and splits."""
-    cfg = _load(config, set_, workdir, master)
-    for name in ("validate", "features"):
-        _stage_command(name, cfg, verbose)
+_add_stage_command(
+    "prepare",
+    "Validate events (with quarantine) and build features, vocabularies and splits.",
+    ("validate", "features"),
+)
 
 
 _add_stage_command("train", "Train the recommenders on Spark and track them in MLflow.")

@@ -93,6 +93,7 @@ class RunLog:
         self._saved_stderr: IO[str] | None = None
         self._handler: logging.Handler | None = None
         self._previous: RunLog | None = None
+        self._root_level: int | None = None
 
     def __enter__(self) -> RunLog:
         global _current
@@ -104,6 +105,7 @@ class RunLog:
         root = logging.getLogger()
         root.addHandler(self._handler)
         if root.level > logging.INFO or root.level == logging.NOTSET:
+            self._root_level = root.level
             root.setLevel(logging.INFO)
         logging.captureWarnings(True)
         if not self.verbose:
@@ -133,6 +135,9 @@ class RunLog:
         logging.captureWarnings(False)
         if self._handler is not None:
             logging.getLogger().removeHandler(self._handler)
+        if self._root_level is not None:
+            logging.getLogger().setLevel(self._root_level)
+            self._root_level = None
         if self._file is not None:
             self._file.close()
 
