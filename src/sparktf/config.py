@@ -44,8 +44,10 @@ __all__ = [
     "GeneratorConfig",
     "IndexConfig",
     "MetricThreshold",
+    "OnlineConfig",
     "ServeConfig",
     "SparkConfig",
+    "StreamConfig",
     "TFRecordConfig",
     "TrackingConfig",
     "TrainConfig",
@@ -796,6 +798,9 @@ class ServeConfig(_Section):
             connection opening (or of the previous response), else 408 and the
             connection closes: a slow client cannot hold connections open.
         body_timeout_s: a request's body must arrive within this long of its headers.
+        max_events: the most events one ``POST /v1/events`` may carry; more is refused with 413.
+        live_history: ``:recommend`` for a user without a history reads the user's live
+            history from the online store (``[online]``) first; off, the features table only.
     """
 
     _section: typing.ClassVar[str] = "serve"
@@ -819,6 +824,8 @@ class ServeConfig(_Section):
     access_log: bool = True
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    max_events: int = 1000
+    live_history: bool = True
 
     def _validate(self) -> None:
         self._require("port", 0 <= self.port <= 65535, "a TCP port (0-65535)")
@@ -843,6 +850,70 @@ class ServeConfig(_Section):
         )
         self._require("default_k", 1 <= self.default_k <= self.max_k, f"between 1 and serve.max_k ({self.max_k})")
         self._require("max_k", 1 <= self.max_k <= 10_000, "between 1 and 10,000")
+        self._require("max_events", 1 <= self.max_events <= 100_000, "between 1 and 100,000")
+
+
+@dataclass(frozen=True)
+class StreamConfig(_Section):
+    """The streaming job (``sparktf stream``, see :mod:`sparktf.online.stream`).
+
+    Attributes:
+        trigger_interval_s: how often a micro-batch starts (Structured Streaming's
+            processing-time trigger).
+        watermark_s: how far behind a user's latest event time an event may arrive and
+            still be put in order; older ones are quarantined as ``late_event``.
+        max_future_s: an event dated more than this after it was acknowledged is
+            ``future_dated`` (rejected by ``POST /v1/events``, quarantined by the stream).
+        max_files_per_trigger: landing files one micro-batch takes at most; 0 for all.
+        partitions: partitions of the per-user state. Spark keeps the number the
+            checkpoint was created with; a different value is refused at start.
+    """
+
+    _section: typing.ClassVar[str] = "stream"
+
+    trigger_interval_s: float = 1.0
+    watermark_s: float = 300.0
+    max_future_s: float = 60.0
+    max_files_per_trigger: int = 0
+    partitions: int = 2
+
+    def _validate(self) -> None:
+        self._require("trigger_interval_s", 0.05 <= self.trigger_interval_s <= 3600.0, "seconds from 0.05 to 3600")
+        self._require("watermark_s", 0.0 <= self.watermark_s <= 30 * 86_400.0, "seconds from 0 to 30 days")
+        self._require("max_future_s", 0.0 <= self.max_future_s <= 86_400.0, "seconds from 0 to 86400")
+        self._require("max_files_per_trigger", self.max_files_per_trigger >= 0, "0 (no limit) or a positive integer")
+        self._require("partitions", 1 <= self.partitions <= 10_000, "between 1 and 10,000")
+
+
+@dataclass(frozen=True)
+class OnlineConfig(_Section):
+    """The online store: each user's live history, written by the stream, read by the server.
+
+    Attributes:
+        store: ``sqlite`` (a WAL database in the workdir: one machine) or ``redis``
+            (several server processes or machines share it).
+        sqlite_path: the SQLite file; empty for ``<workdir>/online/online.db``.
+        redis_url: ``redis://[:password@]host:port/db``; a secret, since it may carry a
+            password (printed and logged as ``<redacted>``).
+        key_prefix: Redis keys start with ``<key_prefix>:``, so several workdirs can share a server.
+    """
+
+    _section: typing.ClassVar[str] = "online"
+
+    store: Literal["sqlite", "redis"] = "sqlite"
+    sqlite_path: str = ""
+    redis_url: str = _secret()
+    key_prefix: str = "sparktf"
+
+    def _validate(self) -> None:
+        self._require(
+            "redis_url",
+            self.store != "redis" or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "a redis://host:port/db (or rediss://, unix://) URL when online.store = 'redis'",
+        )
+        self._require(
+            "key_prefix", bool(re.match(r"^[A-Za-z0-9_.-]+$", self.key_prefix)), "letters, digits, '_', '.', '-'"
+        )
 
 
 @dataclass(frozen=True)
@@ -862,6 +933,8 @@ class Config(_Section):
     index: IndexConfig = field(default_factory=IndexConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def _validate(self) -> None:
         self._require("workdir", bool(self.workdir.strip()), "a directory path or URI")

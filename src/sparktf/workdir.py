@@ -54,6 +54,13 @@ class Workdir:
     index = property(lambda self: self.join("index"))
     recommendations = property(lambda self: self.join("recommendations"))
     state = property(lambda self: self.join("state"))
+    # The online side (issue 16): events acknowledged by the server land as files,
+    # the stream validates them into the live tables and the online store.
+    landing = property(lambda self: self.join("data", "landing"))
+    live_events = property(lambda self: self.join("data", "live", "events"))
+    live_quarantine = property(lambda self: self.join("data", "live", "quarantine"))
+    stream_checkpoint = property(lambda self: self.join("stream", "checkpoint"))
+    online_db = property(lambda self: self.join("online", "online.db"))
 
     def state_file(self, *parts: str) -> str:
         """A local file of the run's bookkeeping (stage records, small JSON states).

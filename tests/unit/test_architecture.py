@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("retrieval",),
     ("registry",),
     ("inference",),
+    ("online",),
     ("serving",),
     ("checks", "runlog"),
     ("stages",),
@@ -39,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 LIBRARIES = ("data", "tfrecord", "distributed", "models", "training", "evaluation", "retrieval", "registry")
-LIBRARIES += ("inference", "serving")
+LIBRARIES += ("inference", "online", "serving")
 
 STAGE_MODULES = {f"sparktf.stages.{s}" for s in ("generate", "validate", "features", "tfrecords", "train")} | {
     f"sparktf.stages.{s}" for s in ("evaluate", "register", "index", "recommend", "serve")

@@ -229,7 +229,7 @@ PLANTED = "tok-3f9c1e0b7a-PLANTED"
 
 
 def test_secret_fields_are_marked_on_the_fields() -> None:
-    assert secret_fields(Config()) == ["serve.auth_token"]
+    assert secret_fields(Config()) == ["serve.auth_token", "online.redis_url"]
     assert secret_fields(ServeConfig()) == ["auth_token"]
 
 

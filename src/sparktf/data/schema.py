@@ -23,6 +23,11 @@ __all__ = [
     "EVENT_FIELDS",
     "EXAMPLE_COLUMNS",
     "KEY_COLUMNS",
+    "LANDING_FIELDS",
+    "LANDING_READ_DDL",
+    "LIVE_EVENT_COLUMNS",
+    "LIVE_EVENT_DDL",
+    "LIVE_FIELDS",
     "MODEL_COLUMNS",
     "NOT_TRAINED_ON",
     "SPLITS",
@@ -68,6 +73,26 @@ EVENTS_DDL = ", ".join(f"{f.name} {f.ddl}" for f in EVENT_FIELDS)
 
 # Spark's own name for the raw text of a CSV/JSON record it could not parse.
 CORRUPT_RECORD = "_corrupt_record"
+
+
+# --------------------------------------------------------------------------- live events (issue 16)
+
+#: What an event posted to ``POST /v1/events`` may carry beside the event columns, and
+#: what the collector adds. The stream keeps them in ``data/live/events``.
+LIVE_FIELDS: tuple[EventField, ...] = (
+    EventField("event_id", "string", True, "the client's id of the event, or one the collector gave it"),
+    EventField("request_id", "string", False, "the :recommend reply whose item the event is about"),
+    EventField("position", "int", False, "the item's 1-based rank in that reply"),
+    EventField("ack_time", "double", True, "when the collector acknowledged the event (epoch seconds)"),
+)
+#: The fields of one landing record (a JSON line under ``data/landing``).
+LANDING_FIELDS: tuple[EventField, ...] = (*EVENT_FIELDS, *LIVE_FIELDS)
+#: The stream reads landing files with every field as text (plus Spark's corrupt-record
+#: column), so that the batch validator's rules see the values as written.
+LANDING_READ_DDL = ", ".join([*(f"{f.name} string" for f in LANDING_FIELDS), f"{CORRUPT_RECORD} string"])
+#: The columns of ``data/live/events``: the event columns, then the live fields.
+LIVE_EVENT_COLUMNS: tuple[str, ...] = tuple(f.name for f in LANDING_FIELDS)
+LIVE_EVENT_DDL = ", ".join(f"{f.name} {f.ddl}" for f in LANDING_FIELDS)
 
 
 def event_schema() -> StructType:
