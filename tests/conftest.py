@@ -18,6 +18,8 @@ import pytest
 
 import sparktf  # noqa: F401  - sets TF_USE_LEGACY_KERAS before any test imports TF
 
+pytest_plugins = ["tests.redis_support"]
+
 
 def _has_gpu() -> bool:
     smi = shutil.which("nvidia-smi")
