@@ -30,6 +30,7 @@ __all__ = [
     "SchemaError",
     "ServingError",
     "SparkTFError",
+    "StreamError",
     "TFRecordError",
     "TrackingError",
     "TrainingFailedError",
@@ -189,3 +190,9 @@ class PipelineError(SparkTFError):
     """The end-to-end pipeline cannot run a stage."""
 
     headline = "Pipeline error"
+
+
+class StreamError(SparkTFError):
+    """The streaming job (``sparktf stream``) stopped on an error."""
+
+    headline = "Streaming job failed"
