@@ -799,8 +799,11 @@ class ServeConfig(_Section):
             connection closes: a slow client cannot hold connections open.
         body_timeout_s: a request's body must arrive within this long of its headers.
         max_events: the most events one ``POST /v1/events`` may carry; more is refused with 413.
-        live_history: ``:recommend`` for a user without a history reads the user's live
-            history from the online store (``[online]``) first; off, the features table only.
+        live_history: ``:recommend`` for a user without a history in the request takes the
+            user's live history from the online store (``[online]``), else the features
+            table's recent items, else none (then popular items), and says which in
+            ``history_source`` (``live``/``features``/``none``); a store that cannot be read
+            falls back to the features with ``live_error``. Off: the store is not opened.
     """
 
     _section: typing.ClassVar[str] = "serve"

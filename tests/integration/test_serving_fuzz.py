@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     from functools import partial
 
+    from sparktf.online.events import EventRules
+    from sparktf.online.landing import LandingWriter
     from sparktf.serving.app import create_app
     from sparktf.serving.features import load_features
     from sparktf.serving.repository import BasePathSource, ModelRepository, load_version
@@ -30,8 +32,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     export_recommender(root / "recsys", 1, seed=3)
     features = load_features(str(write_features(root / "features") and root / "features"))
     repo = ModelRepository(BasePathSource(str(root / "recsys")), partial(load_version, features=features))
-    cfg = ServeConfig(poll_interval_s=0, max_k=50, default_k=5, max_body_bytes=65536)
-    with RunningServer(create_app(repo, cfg, features)) as running:
+    cfg = ServeConfig(poll_interval_s=0, max_k=50, default_k=5, max_body_bytes=65536, max_events=100)
+    # POST /v1/events is fuzzed with a landing directory, as `sparktf serve` of a local workdir has.
+    rules = EventRules(("view", "add_to_cart", "purchase"), "1995-01-01", "2100-01-01", max_future_s=60.0)
+    landing = LandingWriter(str(root / "landing"))
+    with RunningServer(create_app(repo, cfg, features, events=rules, landing=landing)) as running:
         yield running
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,19 +26,44 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("web")
+
+
+#: What the page POSTs to /v1/events, as the stand-in endpoint below received it.
+POSTED: list[dict[str, Any]] = []
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[RunningServer]:
     from functools import partial
 
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from sparktf.online.store import SQLiteStore
     from sparktf.serving.app import create_app
     from sparktf.serving.features import load_features
     from sparktf.serving.repository import BasePathSource, ModelRepository, load_version
 
-    root: Path = tmp_path_factory.mktemp("web")
     export_recommender(root / "shop", 1, seed=5)
     write_features(root / "features")
     features = load_features(str(root / "features"))
     repo = ModelRepository(BasePathSource(str(root / "shop")), partial(load_version, features=features))
-    with RunningServer(create_app(repo, ServeConfig(poll_interval_s=0), features)) as running:
+    # The store of live histories: the tests write it as the stream does (it need not exist yet).
+    online = SQLiteStore(str(root / "online.db"), readonly=True)
+    app = create_app(repo, ServeConfig(poll_interval_s=0), features, online=online)
+
+    async def events(request: Any) -> JSONResponse:
+        """A stand-in for POST /v1/events that records what the page sends (the endpoint
+        and the stream have tests of their own)."""
+        body = await request.json()
+        POSTED.extend(body["events"])
+        ids = [f"e{len(POSTED)}-{i}" for i in range(len(body["events"]))]
+        return JSONResponse({"accepted": len(ids), "event_ids": ids, "rejected": []})
+
+    app.router.routes.insert(0, Route("/v1/events", events, methods=["POST"]))
+    with RunningServer(app) as running:
         yield running
 
 
@@ -124,3 +150,87 @@ def test_k_zero_is_refused_with_a_message_not_turned_into_ten(server: RunningSer
     browser.find_element(By.ID, "go").click()
     wait.until(lambda d: "k must be a whole number of 1 or more" in d.find_element(By.ID, "message").text)
     assert rows(browser, "recs") == []
+
+
+def live_state(user: str, items: list[str], batch_id: int) -> Any:
+    from sparktf.online.store import UserState
+
+    return UserState(
+        user_id=user,
+        items=tuple(items),
+        session_id=f"{user}:live-0",
+        session_start=1_767_225_600.0,
+        last_event_time=1_767_225_600.0 + len(items),
+        last_ack_time=1_767_225_601.0 + len(items),
+        events=len(items),
+        batch_id=batch_id,
+    )
+
+
+def test_the_page_shows_the_live_history_and_a_click_updates_it(
+    server: RunningServer, browser: Any, root: Path
+) -> None:
+    """The live history (online store) replaces the features' recent items on the page; a
+    click on a recommendation is POSTed as a view event with the reply's request_id, and
+    once the store has it (here written as the stream would) the page shows it and asks
+    for new recommendations."""
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from sparktf.config import Config
+    from sparktf.online.events import check_event
+    from sparktf.online.store import SQLiteStore
+    from sparktf.stages._online import event_rules
+
+    user = USERS[4]
+    writer = SQLiteStore(str(root / "online.db"))
+    try:
+        assert writer.apply(0, [live_state(user, ["i7", "i8", "i9"], 0), live_state("walk-in", ["i2"], 0)])
+        wait = WebDriverWait(browser, 30)
+        browser.get(server.url + "/")
+        wait.until(lambda d: "version 1" in d.find_element(By.ID, "model").text)
+        select = Select(browser.find_element(By.ID, "user-select"))
+        wait.until(lambda d: len(select.options) > 1)
+        select.select_by_value(user)
+        browser.find_element(By.ID, "go").click()
+        wait.until(lambda d: [r[0] for r in rows(d, "recent")] == ["i9", "i8", "i7"])  # most recent first
+        label = browser.find_element(By.ID, "history-source")
+        assert "live history: 3 event(s)" in label.text and label.get_attribute("class") == "live"
+        assert rows(browser, "recent")[0][1] == "c1"  # attributes of the live items
+        expected = httpx.post(f"{server.url}/v1/models/shop:recommend", json={"user_id": user, "k": 10}).json()
+        assert expected["history_source"] == "live"
+        wait.until(lambda d: [r[1] for r in rows(d, "recs")] == [it["item_id"] for it in expected["items"]])
+
+        # A click: POST /v1/events, then the page waits for the live history to have it.
+        POSTED.clear()
+        clicked = expected["items"][1]["item_id"]
+        browser.find_element(By.CSS_SELECTOR, "#recs tbody tr:nth-child(2) button.item").click()
+        wait.until(lambda d: d.find_element(By.ID, "message").get_attribute("data-click") == "waiting")
+        assert len(POSTED) == 1
+        event = POSTED[0]
+        assert {k: event[k] for k in ("user_id", "item_id", "event_type", "position")} == {
+            "user_id": user,
+            "item_id": clicked,
+            "event_type": "view",
+            "position": 2,
+        }
+        assert len(event["request_id"]) == 32 and event["event_time"].endswith("Z")
+        verdict = check_event(event, event_rules(Config()), ack_time=time.time())  # what /v1/events checks
+        assert verdict.ok and not verdict.ignored, verdict
+        assert writer.apply(1, [live_state(user, ["i7", "i8", "i9", clicked], 1)])  # the stream's part
+        wait.until(lambda d: d.find_element(By.ID, "message").get_attribute("data-click") == "applied")
+        wait.until(lambda d: [r[0] for r in rows(d, "recent")] == [clicked, "i9", "i8", "i7"])
+        wait.until(lambda d: "the live history has it" in d.find_element(By.ID, "message").text)
+        assert clicked not in [r[1] for r in rows(browser, "recs")]  # seen now, so excluded
+        assert "4 event(s)" in browser.find_element(By.ID, "history-source").text
+
+        # A shopper the features do not know, typed in: the live history alone.
+        box = browser.find_element(By.ID, "user-input")
+        box.send_keys("walk-in")
+        browser.find_element(By.ID, "go").click()
+        wait.until(lambda d: [r[0] for r in rows(d, "recent")] == ["i2"])
+        assert "live history" in browser.find_element(By.ID, "history-source").text
+        box.clear()
+    finally:
+        writer.close()

@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 
 from sparktf.config import load_config
+from sparktf.stages._online import event_rules
 from sparktf.stages.serve import ServeArgs, serve_args
 
 
@@ -45,6 +46,10 @@ def test_model_and_serve_paths_given_arrive_unchanged(tmp_path: Path) -> None:
         features_path=str(tmp_path / "feats"),
         index_path=str(tmp_path / "idx"),
         cache_dir=str(tmp_path / "work" / "state" / "serving-cache"),
+        events=event_rules(cfg),
+        landing_dir=str(tmp_path / "work" / "data" / "landing"),
+        online=cfg.online,
+        online_path=str(tmp_path / "work" / "online" / "online.db"),
     )
     assert args.settings.port == 9123
 
@@ -62,6 +67,20 @@ def test_workdir_defaults_for_a_local_and_a_remote_workdir(tmp_path: Path) -> No
     )
     # Nothing local to read; registry versions go to a temporary directory made at start-up.
     assert (remote.features_path, remote.index_path, remote.cache_dir) == ("", "", "")
+    # Nowhere local to make events durable or to find the stream's SQLite store either.
+    assert (remote.landing_dir, remote.online_path) == ("", "")
+    shared = serve_args(
+        load_config(
+            overrides=[
+                "workdir='s3a://bucket/run'",
+                "tracking.tracking_uri='http://mlflow:5000'",
+                "online.store='redis'",
+                "online.redis_url='redis://127.0.0.1:6379/0'",
+            ]
+        ),
+        None,
+    )
+    assert shared.online.store == "redis"  # a remote workdir can still read a shared store
 
 
 def test_the_arguments_are_exactly_the_servers_keywords() -> None:
@@ -93,3 +112,18 @@ def test_a_deleted_tracking_store_is_an_error_not_a_fresh_empty_one(tmp_path: Pa
             cache_dir=str(tmp_path / "cache"),
         )
     assert not (tmp_path / "work" / "mlflow.db").exists()
+
+
+def test_the_start_up_line_says_where_events_land_and_live_histories_come_from(tmp_path: Path) -> None:
+    from sparktf.config import OnlineConfig, ServeConfig
+    from sparktf.serving.server import _online_line
+
+    on, off = ServeConfig(), ServeConfig(live_history=False)
+    db = str(tmp_path / "online.db")
+    assert _online_line(on, "/w/data/landing", OnlineConfig(), db) == (
+        f"sparktf serve: events land in /w/data/landing; live histories from sqlite {db}"
+    )
+    assert "live histories off" in _online_line(off, "/w/data/landing", OnlineConfig(), db)
+    remote = _online_line(on, "", OnlineConfig(), "")
+    assert "no event collection" in remote and "no live histories" in remote
+    assert _online_line(on, "", OnlineConfig(store="redis", redis_url="redis://h:1/0"), "").endswith("from redis")

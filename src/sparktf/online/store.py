@@ -634,7 +634,7 @@ def open_store(cfg: OnlineConfig, sqlite_path: str, *, readonly: bool = False) -
         sqlite_path: the resolved SQLite file (``cfg.sqlite_path`` or the workdir's default);
             used when ``cfg.store`` is ``sqlite``.
         readonly: for the server. SQLite opens read-only and tolerates a missing file;
-            Redis ignores it (its clients are all alike).
+            Redis gives each command 1 s instead of 30 s (a request must not wait long).
 
     Raises:
         ConfigError, EnvironmentCheckError, DataError, SchemaError: see the store classes.
@@ -642,5 +642,7 @@ def open_store(cfg: OnlineConfig, sqlite_path: str, *, readonly: bool = False) -
     if cfg.store == "sqlite":
         return SQLiteStore(sqlite_path, readonly=readonly)
     if cfg.store == "redis":
-        return RedisStore(cfg.redis_url, cfg.key_prefix)
+        # A server's read waits at most a second, then :recommend falls back to the
+        # features table and says why; the stream's writes may take longer.
+        return RedisStore(cfg.redis_url, cfg.key_prefix, timeout_s=1.0 if readonly else 30.0)
     raise ConfigError(f"online.store is {cfg.store!r}; expected 'sqlite' or 'redis'")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -31,6 +31,11 @@ from sparktf.serving.repository import ModelRepository, Snapshot
 from sparktf.serving.routes import add_routes
 from sparktf.serving.state import ServerState
 
+if TYPE_CHECKING:
+    from sparktf.online.events import EventRules
+    from sparktf.online.landing import LandingWriter
+    from sparktf.online.store import OnlineStore
+
 __all__ = ["create_app"]
 
 
@@ -40,6 +45,9 @@ def create_app(
     features: FeatureLookup | None = None,
     *,
     body_timeout_s: float | None = None,
+    events: EventRules | None = None,
+    landing: LandingWriter | None = None,
+    online: OnlineStore | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``repository`` under the settings ``cfg``.
 
@@ -47,11 +55,17 @@ def create_app(
     ``/healthz`` answers at once and ``/readyz`` turns 200 when a version is warm),
     then polled every ``cfg.poll_interval_s``. A request body must arrive within
     ``body_timeout_s`` of its headers (``cfg.body_timeout_s`` unless given).
+
+    ``POST /v1/events`` checks events against ``events`` and makes the accepted ones
+    durable with ``landing``; without both it answers 503. ``online`` gives :recommend and
+    the web page each user's live history (the stream writes it). The app closes both
+    when it stops.
     """
     features = features or FeatureLookup()
     metrics = ServerMetrics()
     body_timeout = cfg.body_timeout_s if body_timeout_s is None else body_timeout_s
     state = ServerState(repository, cfg, features, metrics, body_timeout)
+    state.events, state.landing, state.online = events, landing, online
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -80,6 +94,10 @@ def create_app(
             if not initial.done():
                 await asyncio.wait([initial], timeout=60)
             state.batcher.shutdown()
+            if landing is not None:
+                landing.close()
+            if online is not None:
+                online.close()
 
     app = FastAPI(
         title="sparktf serving",

@@ -4,24 +4,36 @@
 requests of one lane become one model call and how its outputs go back to each
 request: ``:predict`` inputs are stacked along the batch dimension and the outputs
 split by each request's rows; ``:recommend`` queries go to
-:meth:`~sparktf.serving.recommend.VersionRecommender.recommend` together. When a
+:meth:`~sparktf.serving.recommend.VersionRecommender.recommend` together, with the live
+histories of their users read from the online store in one ``get_many`` per batch (in the
+batch's worker thread, never on the event loop). When a
 batch call fails, the batcher reruns its requests one at a time, so only the
 request that causes the failure gets it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sparktf.errors import SparkTFError
 from sparktf.serving import tfserving as tfs
 from sparktf.serving.batching import MicroBatcher, RunAlone
-from sparktf.serving.recommend import RecommendQuery
+from sparktf.serving.metrics import ServerMetrics, count_live_lookups
+from sparktf.serving.recommend import RecommendQuery, VersionRecommender, needs_live
 from sparktf.serving.repository import LoadedVersion
 
-__all__ = ["predict_batch", "run_predict", "run_recommend"]
+if TYPE_CHECKING:
+    from sparktf.online.store import OnlineStore, UserState
+
+__all__ = ["lookup_live", "predict_batch", "recommend_batch", "run_predict", "run_recommend"]
+
+log = logging.getLogger(__name__)
 
 
 async def run_predict(
@@ -73,8 +85,81 @@ def predict_batch(servable: Any, signature: str, items: list[dict[str, np.ndarra
     return [{n: v[bounds[i] : bounds[i + 1]] for n, v in out.items()} for i in range(len(items))]
 
 
-async def run_recommend(batcher: MicroBatcher[Any, Any], lv: LoadedVersion, query: RecommendQuery) -> dict[str, Any]:
+async def run_recommend(
+    batcher: MicroBatcher[Any, Any],
+    lv: LoadedVersion,
+    query: RecommendQuery,
+    online: OnlineStore | None = None,
+    metrics: ServerMetrics | None = None,
+) -> dict[str, Any]:
     """One ``:recommend`` query, answered in one model call and one index search with the
-    concurrent queries of the same version."""
-    reply: dict[str, Any] = await batcher.submit(("recommend", id(lv)), query, 1, lv.recommender.recommend)
+    concurrent queries of the same version; ``online`` (when given) gives the live
+    histories of the batch's users."""
+    run = partial(recommend_batch, lv.recommender, online, metrics)
+    # A lane keeps the run function it was made with: one lane per version and store.
+    reply: dict[str, Any] = await batcher.submit(("recommend", id(lv), id(online)), query, 1, run)
     return reply
+
+
+def recommend_batch(
+    recommender: VersionRecommender,
+    online: OnlineStore | None,
+    metrics: ServerMetrics | None,
+    queries: Sequence[RecommendQuery],
+) -> list[dict[str, Any]]:
+    """Read the live histories the batch needs (one ``get_many``), then answer it."""
+    if online is None:
+        return recommender.recommend(queries)
+    live, error = lookup_live(online, queries, metrics)
+    return recommender.recommend(queries, live=live, live_error=error)
+
+
+def lookup_live(
+    online: OnlineStore, queries: Sequence[RecommendQuery], metrics: ServerMetrics | None = None
+) -> tuple[Mapping[str, UserState], str | None]:
+    """The states of the users of ``queries`` that bring no history, in one ``get_many``,
+    and why the store could not be read (None when it could).
+
+    A store that fails (Redis down, a database locked or damaged) must not fail
+    ``:recommend``: the error is logged and counted, and the queries go on without live
+    histories. The stores' messages carry no secrets (RedisStore shows host:port/db only).
+    """
+    users = [q.user_id for q in queries if q.user_id is not None and needs_live(q)]
+    if not users:
+        return {}, None
+    try:
+        live = online.get_many(users)
+    except Exception as exc:  # noqa: BLE001 - any store failure means: answer from the features
+        error = _store_error(exc)
+        _warn(f"{error}; :recommend answers from the features tables meanwhile ({online!r}: {exc!r})")
+        if metrics is not None:
+            count_live_lookups(metrics, "error", len(users))
+        return {}, error
+    if metrics is not None:
+        found = sum(1 for u in users if u in live and live[u].items)
+        if found:
+            count_live_lookups(metrics, "live", found)
+        if len(users) - found:
+            count_live_lookups(metrics, "missing", len(users) - found)
+    return live, None
+
+
+#: The least time between two warnings of a failing store (one per batch would flood the log).
+STORE_WARNING_INTERVAL_S = 30.0
+_last_warning = [-float("inf")]
+
+
+def _store_error(exc: Exception) -> str:
+    """What a reply says of a store failure: our stores' own messages (written for people,
+    without passwords: RedisStore shows host:port/db only), else the exception's type; the
+    details go to the log."""
+    if isinstance(exc, SparkTFError):
+        return f"the online store could not be read: {exc.message}"
+    return f"the online store could not be read ({type(exc).__name__}; see the server's log)"
+
+
+def _warn(text: str) -> None:
+    now = time.monotonic()
+    if now - _last_warning[0] >= STORE_WARNING_INTERVAL_S:
+        _last_warning[0] = now
+        log.warning("%s", text)

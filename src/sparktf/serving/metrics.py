@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ServerMetrics"]
+from sparktf.online.events import LIVE_REASONS
+
+__all__ = ["EVENT_OUTCOMES", "ServerMetrics"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+#: The outcomes of ``sparktf_events_total``.
+EVENT_OUTCOMES: tuple[str, ...] = ("accepted", *LIVE_REASONS, "landing_error")
 
 
 class ServerMetrics:
@@ -76,6 +80,23 @@ class ServerMetrics:
         self.in_flight = Gauge(
             "sparktf_serving_requests_in_flight", "Requests being handled now.", registry=self.registry
         )
+        # POST /v1/events (issue 16): every event's outcome, and how long acknowledging took.
+        self.events = Counter(
+            "sparktf_events",
+            "Events posted to POST /v1/events, by outcome: accepted (durable), the reason a rejected one "
+            "was refused, or landing_error (accepted by the rules but the landing write failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in EVENT_OUTCOMES:
+            self.events.labels(outcome)
+        self.event_ack = Histogram(
+            "sparktf_event_ack_seconds",
+            "POST /v1/events with accepted events: from the request's handler starting to its events being "
+            "durable (fsynced and renamed into the landing directory).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
@@ -103,3 +124,37 @@ class ServerMetrics:
 
         body: Any = generate_latest(self.registry)
         return bytes(body), str(CONTENT_TYPE_LATEST)
+
+
+# --------------------------------------------------------------------------- live histories (issue 16, item 4)
+
+import threading  # noqa: E402 - this block is appended apart from the class above
+
+#: How a ``:recommend`` query that could use a live history fared: ``live`` (the store had
+#: the user with items), ``missing`` (it had not: features or none instead), ``error`` (the
+#: store could not be read: features or none instead, said in the reply's ``live_error``).
+LIVE_LOOKUP_OUTCOMES = ("live", "missing", "error")
+_LIVE_LOOKUPS_LOCK = threading.Lock()
+
+
+def count_live_lookups(metrics: ServerMetrics, outcome: str, queries: int = 1) -> None:
+    """Add ``queries`` to ``sparktf_serving_live_lookups_total{outcome}`` of ``metrics``'
+    registry (the counter is made on first use, with every outcome at 0)."""
+    counter = metrics.__dict__.get("live_lookups")
+    if counter is None:
+        from prometheus_client import Counter
+
+        with _LIVE_LOOKUPS_LOCK:
+            counter = metrics.__dict__.get("live_lookups")
+            if counter is None:
+                counter = Counter(
+                    "sparktf_serving_live_lookups",
+                    ":recommend queries with a user and no history, by how the online store's live "
+                    "history lookup went: live, missing, error.",
+                    ["outcome"],
+                    registry=metrics.registry,
+                )
+                for name in LIVE_LOOKUP_OUTCOMES:
+                    counter.labels(name)
+                metrics.__dict__["live_lookups"] = counter
+    counter.labels(outcome).inc(queries)

@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "ERRORS",
+    "EVENTS_BODY",
     "EXAMPLES_BODY",
     "JSON",
     "PREDICT_BODY",
@@ -75,6 +76,61 @@ RECOMMEND_BODY: dict[str, Any] = {
                 },
             },
             "example": {"user_id": "u1", "history": ["i3", "i7"], "k": 10},
+        }
+    },
+}
+
+EVENTS_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["events"],
+                "properties": {
+                    "events": {
+                        "type": "array",
+                        "description": "At most serve.max_events events; each is accepted or rejected on its own.",
+                        "items": {
+                            "type": "object",
+                            "required": ["event_time", "user_id", "item_id", "event_type"],
+                            "properties": {
+                                "event_time": {
+                                    "description": "ISO-8601 text (UTC unless it names a zone) or epoch seconds.",
+                                    "oneOf": [{"type": "string"}, {"type": "number"}],
+                                },
+                                "user_id": {"type": "string"},
+                                "item_id": {"type": "string"},
+                                "event_type": {"type": "string", "description": "One of data.event_types."},
+                                "session_id": {"type": "string"},
+                                "category": {"type": "string"},
+                                "brand": {"type": "string"},
+                                "price": {"type": "number", "minimum": 0},
+                                "sale_id": {"type": "string"},
+                                "event_id": {
+                                    "type": "string",
+                                    "maxLength": 200,
+                                    "description": "The client's unique id of the event (a retry sends the same); "
+                                    "the server gives one when it is missing.",
+                                },
+                                "request_id": {"type": "string", "description": "The :recommend reply's request_id."},
+                                "position": {"type": "integer", "minimum": 1, "description": "1-based rank in it."},
+                            },
+                        },
+                    }
+                },
+            },
+            "example": {
+                "events": [
+                    {
+                        "event_time": "2026-01-31T12:00:00Z",
+                        "user_id": "u1",
+                        "item_id": "i3",
+                        "event_type": "view",
+                        "event_id": "c0ffee-1",
+                    }
+                ]
+            },
         }
     },
 }

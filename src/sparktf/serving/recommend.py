@@ -6,6 +6,12 @@ embeddings (``sparktf.retrieval.index``; a saved index when one matches the
 model, else an exact one built in memory). Exclusions are the request's list plus,
 when the server has the features tables, the items the user already saw.
 
+The history of a query without one in the request is, in this order: the user's live
+history from the online store (``"history_source": "live"``, with a ``"live"`` block naming
+the session, the event count and the micro-batch it reflects), the user's recent items of
+the features tables (``"features"``), or none (``"none"``). A store that cannot be read
+leaves the reply to the features and says why in ``"live_error"``.
+
 When the model has nothing to go on (no history, and the user is unknown or not
 given) the reply holds the most popular items instead and says so:
 ``"fallback": "popular"`` with a ``"reason"``. A user counts as unknown to a
@@ -27,7 +33,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -36,12 +42,17 @@ from sparktf.retrieval.index import AnnIndex, build_index, load_index
 from sparktf.serving.features import FeatureLookup
 from sparktf.serving.tfserving import DEFAULT_SIGNATURE, bad_request
 
+if TYPE_CHECKING:
+    from sparktf.online.store import UserState
+
 __all__ = [
     "RecommendQuery",
     "VersionRecommender",
     "has_recommender_signature",
     "is_recommender_export",
+    "live_block",
     "missing_export_parts",
+    "needs_live",
     "parse_recommend_request",
 ]
 
@@ -235,9 +246,22 @@ class VersionRecommender:
         out = self.servable.run(DEFAULT_SIGNATURE, {"user_id": users_arr, "history": dense})
         return np.asarray(out["query_embedding"], dtype=np.float32)
 
-    def recommend(self, queries: Sequence[RecommendQuery]) -> list[dict[str, Any]]:
-        """Answer several queries with one model call and one index search."""
-        contexts = [self._context(q) for q in queries]
+    def recommend(
+        self,
+        queries: Sequence[RecommendQuery],
+        live: Mapping[str, UserState] | None = None,
+        live_error: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Answer several queries with one model call and one index search.
+
+        Args:
+            queries: the batch.
+            live: the online store's states of the batch's users (see :func:`needs_live`);
+                None when the server reads no live histories.
+            live_error: why the store could not be read for this batch; each query that
+                wanted a live history says it in ``"live_error"`` and goes on without.
+        """
+        contexts = [self._context(q, live) for q in queries]
         unknown = [[x for x in history if x not in self._known] for history, _ in contexts]
         # A history of items the model has never seen carries nothing (each is the
         # out-of-vocabulary item), so such a query is asked as one without a history:
@@ -256,6 +280,10 @@ class VersionRecommender:
                 "fallback": "popular" if reason else None,
                 "reason": reason,
             }
+            if source == "live" and live is not None and q.user_id is not None:
+                replies[i]["live"] = live_block(live[q.user_id])
+            if live_error is not None and needs_live(q):
+                replies[i]["live_error"] = live_error
             if not reason:
                 model_rows.append(i)
         if model_rows:
@@ -279,9 +307,14 @@ class VersionRecommender:
                     item.update({k: v for k, v in self.features.items.get(item["item_id"], {}).items()})
         return replies
 
-    def _context(self, q: RecommendQuery) -> tuple[tuple[str, ...], str]:
+    def _context(self, q: RecommendQuery, live: Mapping[str, UserState] | None) -> tuple[tuple[str, ...], str]:
+        """The history a query is answered with and where it comes from: the request, the
+        user's live history (the online store), the features tables, or none."""
         if q.history:
             return q.history, "request"
+        state = live.get(q.user_id) if live is not None and q.user_id is not None else None
+        if state is not None and state.items:
+            return tuple(state.items), "live"
         if q.user_id is not None and q.user_id in self.features.recent:
             return tuple(self.features.recent[q.user_id]), "features"
         return (), "none"
@@ -301,14 +334,14 @@ class VersionRecommender:
             )
         if self._oov is not None and np.allclose(q_emb, self._oov, rtol=1e-5, atol=1e-6):
             return f"user {q.user_id!r} is unknown to model version {version} and has no history " + (
-                f"the model knows ({none_known})" if history else "(in the request or the features)"
+                f"the model knows ({none_known})" if history else "(in the request, the live history or the features)"
             )
         return None
 
     def _exclusions(self, q: RecommendQuery, history: Sequence[str]) -> set[str]:
         """The request's exclusions, plus (with exclude_seen) everything the user interacted
-        with: the seen items of the features and the history used as context, as the batch
-        recommendations do."""
+        with: the seen items of the features and the history used as context (the live
+        history when that is the context), as the batch recommendations do."""
         excluded = set(q.exclude)
         use_seen = self.exclude_seen if q.exclude_seen is None else q.exclude_seen
         if use_seen:
@@ -316,6 +349,24 @@ class VersionRecommender:
             if q.user_id is not None:
                 excluded |= self.features.seen.get(q.user_id, frozenset())
         return excluded
+
+
+def needs_live(q: RecommendQuery) -> bool:
+    """Whether the query's history may come from the online store: it names a user and
+    brings no history of its own."""
+    return q.user_id is not None and not q.history
+
+
+def live_block(state: UserState) -> dict[str, Any]:
+    """What a reply says of the live state it used, so that a client can tell which
+    acknowledged event the reply reflects."""
+    return {
+        "session_id": state.session_id,
+        "events": state.events,
+        "last_event_time": state.last_event_time,
+        "last_ack_time": state.last_ack_time,
+        "batch_id": state.batch_id,
+    }
 
 
 def _open_index(version_dir: str, index_path: str, ids: list[str], emb: np.ndarray) -> tuple[AnnIndex, str, str | None]:

@@ -6,7 +6,8 @@
 * ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:recommend``.
 * ``GET /healthz`` (alive), ``GET /readyz`` (a version is loaded and warmed up),
   ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (poll the source now).
-* ``GET /v1/users`` and ``/v1/users/{id}`` (for the page), ``GET /`` (the page),
+* ``GET /v1/users`` and ``/v1/users/{id}`` (for the page: the features' recent items and
+  the online store's live history), ``GET /`` (the page),
   ``GET /docs`` (the operations, listed from ``/openapi.json``).
 
 The body is read by the handlers themselves (never by FastAPI's models) so that
@@ -17,22 +18,26 @@ says what is wrong; :mod:`~sparktf.serving.openapi` documents each body.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sparktf.errors import ServingError
 from sparktf.serving import tfserving as tfs
-from sparktf.serving.batch_calls import run_predict, run_recommend
+from sparktf.serving.batch_calls import lookup_live, run_predict, run_recommend
 from sparktf.serving.error_handlers import json_response
 from sparktf.serving.openapi import ERRORS, EXAMPLES_BODY, JSON, PREDICT_BODY, RECOMMEND_BODY, docs_page
-from sparktf.serving.recommend import parse_recommend_request
+from sparktf.serving.recommend import RecommendQuery, live_block, parse_recommend_request
 from sparktf.serving.repository import LoadedVersion, Snapshot
 from sparktf.serving.state import ServerState, VersionInUse
+
+if TYPE_CHECKING:
+    from sparktf.online.store import OnlineStore
 
 __all__ = ["add_routes"]
 
@@ -44,6 +49,9 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     _add_tf_serving_api(app, state)
     _add_operations(app, state)
     _add_page(app, state)
+    from sparktf.serving.collect import add_event_routes  # here, not at the top: collect imports this module
+
+    add_event_routes(app, state)
 
 
 # --------------------------------------------------------------------------- TF Serving API
@@ -117,9 +125,13 @@ def _add_tf_serving_api(app: FastAPI, state: ServerState) -> None:
                 )
             body = tfs.parse_json_body(await _read_body(request, cfg.max_body_bytes))
             query = parse_recommend_request(body, default_k=cfg.default_k, max_k=cfg.max_k)
-            reply = await run_recommend(state.require_batcher(), lv, query)
-        out = {"model_name": model_name, "model_version": str(lv.version), "k": query.k, **reply}
-        return json_response(tfs.encode_json(out), headers={"X-Model-Version": str(lv.version)})
+            reply = await run_recommend(state.require_batcher(), lv, query, _live_store(state), state.metrics)
+        # The id a client sends back with the events the reply leads to (a click's request_id).
+        request_id = uuid.uuid4().hex
+        out = {"request_id": request_id, "model_name": model_name, "model_version": str(lv.version), "k": query.k}
+        out.update(reply)
+        headers = {"X-Model-Version": str(lv.version), "X-Request-Id": request_id}
+        return json_response(tfs.encode_json(out), headers=headers)
 
     selector_routes("GET", "", status, "Model version status (TF Serving GetModelStatus)")
     selector_routes("GET", "/metadata", metadata, "Signatures of a version (TF Serving GetModelMetadata)")
@@ -166,6 +178,11 @@ def _bind(handler: _Handler, version: str | None, label: str | None) -> Callable
         return await handler(request, model_name, None, None)
 
     return plain
+
+
+def _live_store(state: ServerState) -> OnlineStore | None:
+    """The store of live histories, unless ``serve.live_history`` is off."""
+    return state.online if state.cfg.live_history else None
 
 
 def _resolve(snap: Snapshot, name: str, version: str | None, label: str | None) -> LoadedVersion:
@@ -271,16 +288,35 @@ def _add_page(app: FastAPI, state: ServerState) -> None:
         }
         return json_response(tfs.encode_json(doc))
 
-    @app.get("/v1/users/{user_id}", summary="A user's recent items with their attributes", responses=ERRORS)
+    @app.get(
+        "/v1/users/{user_id}",
+        summary="A user's recent items (features tables) and live history (online store), with their attributes",
+        responses=ERRORS,
+    )
     async def user(user_id: str) -> Response:
-        if user_id not in features.recent and user_id not in features.seen:
+        live, live_error = None, None
+        store = _live_store(state)
+        if store is not None:
+            loop = asyncio.get_running_loop()
+            found, live_error = await loop.run_in_executor(
+                None, partial(lookup_live, store, [RecommendQuery(user_id=user_id, history=(), k=1)])
+            )
+            live = found.get(user_id)
+        known = user_id in features.recent or user_id in features.seen
+        if not known and live is None:
             where = features.path or "no features tables (set serve.features_path)"
-            raise tfs.not_found(f"User {user_id!r} is not in the features tables ({where}).")
-        doc = {
+            online = "" if store is None else (f"; {live_error}" if live_error else " nor in the online store")
+            raise tfs.not_found(f"User {user_id!r} is not in the features tables ({where}){online}.")
+        doc: dict[str, Any] = {
             "user_id": user_id,
             "recent": features.attributes(list(features.recent.get(user_id, ()))),
             "seen_count": len(features.seen.get(user_id, ())),
         }
+        if live is not None:
+            doc["live"] = {"items": features.attributes(list(live.items)), **live_block(live)}
+            doc["live"]["session_start"] = live.session_start
+        if live_error is not None:
+            doc["live_error"] = live_error
         return json_response(tfs.encode_json(doc))
 
     @_get_and_head(app, "/", summary="The recommendations web page", response_class=Response)

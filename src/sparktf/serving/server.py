@@ -21,13 +21,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sparktf.config import ServeConfig
+from sparktf.config import OnlineConfig, ServeConfig
 from sparktf.errors import ServingError
 from sparktf.registry.uri import is_model_uri
 from sparktf.serving.features import load_features
 from sparktf.serving.repository import ModelRepository, load_version, source_for
+
+if TYPE_CHECKING:
+    from sparktf.online.events import EventRules
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "build_app", "serve", "uvicorn_config"]
 
@@ -38,7 +41,17 @@ KEEP_ALIVE_S = 5
 
 
 def build_app(
-    settings: ServeConfig, *, model: str, tracking_uri: str, features_path: str, index_path: str, cache_dir: str
+    settings: ServeConfig,
+    *,
+    model: str,
+    tracking_uri: str,
+    features_path: str,
+    index_path: str,
+    cache_dir: str,
+    events: EventRules | None = None,
+    landing_dir: str = "",
+    online: OnlineConfig | None = None,
+    online_path: str = "",
 ) -> tuple[Any, ModelRepository]:
     """The app and its repository for ``model`` (registry URI or base path).
 
@@ -49,6 +62,11 @@ def build_app(
         features_path: the features tables ("" for none).
         index_path: a saved ANN index ("" to look in each version directory only).
         cache_dir: where registry versions are downloaded ("" for a new temporary directory).
+        events: the rules ``POST /v1/events`` checks (None: the server collects no events).
+        landing_dir: where accepted events are made durable ("": the server collects no events).
+        online: the ``[online]`` section, whose store gives :recommend the live histories
+            (None: no live histories).
+        online_path: the SQLite file of ``online.store = "sqlite"``.
 
     Raises:
         ServingError: ``model`` is neither a ``models:/`` URI the server can follow nor a local
@@ -76,7 +94,18 @@ def build_app(
     )
     loader = partial(load_version, features=features, index_path=index_path, exclude_seen=settings.exclude_seen)
     repository = ModelRepository(source, loader, settings.model_name)
-    return create_app(repository, settings, features), repository
+    landing = None
+    if events is not None and landing_dir:
+        from sparktf.online.landing import LandingWriter
+
+        landing = LandingWriter(landing_dir)
+    live_store = None
+    if online is not None and settings.live_history and (online.store != "sqlite" or online_path):
+        from sparktf.online.store import open_store
+
+        live_store = open_store(online, online_path, readonly=True)
+    app = create_app(repository, settings, features, events=events, landing=landing, online=live_store)
+    return app, repository
 
 
 def uvicorn_config(app: Any, settings: ServeConfig, *, port: int | None = None, log_level: str = "warning") -> Any:
@@ -100,7 +129,17 @@ def uvicorn_config(app: Any, settings: ServeConfig, *, port: int | None = None, 
 
 
 def serve(
-    settings: ServeConfig, *, model: str, tracking_uri: str, features_path: str, index_path: str, cache_dir: str
+    settings: ServeConfig,
+    *,
+    model: str,
+    tracking_uri: str,
+    features_path: str,
+    index_path: str,
+    cache_dir: str,
+    events: EventRules | None = None,
+    landing_dir: str = "",
+    online: OnlineConfig | None = None,
+    online_path: str = "",
 ) -> None:
     """Serve until SIGTERM or SIGINT (Ctrl-C), then return after a graceful shutdown.
 
@@ -129,12 +168,17 @@ def serve(
         features_path=features_path,
         index_path=index_path,
         cache_dir=cache_dir,
+        events=events,
+        landing_dir=landing_dir,
+        online=online,
+        online_path=online_path,
     )
     _say(
         f"sparktf serve: {model} as /v1/models/{repository.name} on http://{settings.host}:{settings.port} "
         f"(batch ≤ {settings.max_batch_size} rows, wait ≤ {settings.batch_timeout_micros} µs"
         f"{', bearer token required' if settings.auth_token else ''})"
     )
+    _say(_online_line(settings, landing_dir, online, online_path))
     server = uvicorn.Server(uvicorn_config(app, settings))
     with _stop_signals() as received:
         server.run()
@@ -168,6 +212,18 @@ def _stop_signals() -> Iterator[list[int]]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _online_line(settings: ServeConfig, landing_dir: str, online: OnlineConfig | None, online_path: str) -> str:
+    """Where POST /v1/events lands and where live histories come from, or why neither."""
+    events = f"events land in {landing_dir}" if landing_dir else "no event collection (remote workdir)"
+    if not settings.live_history:
+        live = "live histories off (serve.live_history = false)"
+    elif online is None or (online.store == "sqlite" and not online_path):
+        live = "no live histories (remote workdir: set online.sqlite_path or online.store = redis)"
+    else:
+        live = f"live histories from {online.store}" + (f" {online_path}" if online.store == "sqlite" else "")
+    return f"sparktf serve: {events}; {live}"
 
 
 def _say(line: str) -> None:

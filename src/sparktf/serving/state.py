@@ -6,13 +6,18 @@ One object per app (never module globals), so that several apps in one process
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparktf.config import ServeConfig
 from sparktf.serving.batching import MicroBatcher
 from sparktf.serving.features import FeatureLookup
 from sparktf.serving.metrics import ServerMetrics
 from sparktf.serving.repository import LoadedVersion, ModelRepository
+
+if TYPE_CHECKING:
+    from sparktf.online.events import EventRules
+    from sparktf.online.landing import LandingWriter
+    from sparktf.online.store import OnlineStore
 
 __all__ = ["BODY_TIMEOUT_S", "ServerState", "VersionInUse"]
 
@@ -46,6 +51,11 @@ class ServerState:
         self.metrics = metrics
         self.body_timeout_s = body_timeout_s
         self.batcher: MicroBatcher[Any, Any] | None = None
+        # The online side (issue 16), set by create_app: the rules POST /v1/events checks,
+        # where it makes accepted events durable, and the store of live histories.
+        self.events: EventRules | None = None
+        self.landing: LandingWriter | None = None
+        self.online: OnlineStore | None = None
         self.in_flight = 0
 
     def require_batcher(self) -> MicroBatcher[Any, Any]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from sparktf.config import Config, ServeConfig
+from sparktf.config import Config, OnlineConfig, ServeConfig
+from sparktf.online.events import EventRules
+from sparktf.stages._online import event_rules, landing_dir, served_online_path
 
 __all__ = ["ServeArgs", "run_serve", "serve_args"]
 
@@ -27,6 +29,12 @@ class ServeArgs:
         index_path: a saved ANN index ("" to look in each version directory only).
         cache_dir: where registry versions are downloaded ("": a new temporary directory,
             for a remote workdir).
+        events: the rules ``POST /v1/events`` checks (``[data]``, ``stream.max_future_s``).
+        landing_dir: where accepted events are made durable ("" for a remote workdir:
+            the server then collects no events).
+        online: the ``[online]`` section (the live histories :recommend reads).
+        online_path: the online store's SQLite file (``online.store = "sqlite"``; "" for a
+            remote workdir: the server then reads no live histories).
     """
 
     settings: ServeConfig
@@ -35,6 +43,10 @@ class ServeArgs:
     features_path: str
     index_path: str
     cache_dir: str
+    events: EventRules
+    landing_dir: str
+    online: OnlineConfig
+    online_path: str
 
 
 def serve_args(cfg: Config, model: str | None) -> ServeArgs:
@@ -57,6 +69,10 @@ def serve_args(cfg: Config, model: str | None) -> ServeArgs:
         features_path=features_path,
         index_path=index_path,
         cache_dir=cache_dir,
+        events=event_rules(cfg),
+        landing_dir=landing_dir(cfg),
+        online=cfg.online,
+        online_path=served_online_path(cfg),
     )
 
 
