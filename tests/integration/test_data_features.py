@@ -61,7 +61,7 @@ def events_path(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _build(spark: Any, events_path: str, out: Path, **cfg: Any) -> tuple[dict[str, Any], FeaturePaths]:
-    stats = build_features(spark, events_path, str(out), FeatureConfig(**cfg), event_types=TYPES)
+    stats = build_features(spark, events_path, str(out), FeatureConfig(**cfg), event_types=TYPES, live_events_path="")
     return stats, FeaturePaths(str(out))
 
 
@@ -194,3 +194,28 @@ def test_no_eligible_user_is_an_error_after_writing_the_stats(spark: Any, events
 def test_positive_types_must_pass_validation(spark: Any, events_path: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\['click'\] has no type.*data.event_types"):
         _build(spark, events_path, tmp_path, positive_event_types=("click",))
+
+
+def test_events_the_stream_validated_are_read_beside_the_batch_events(
+    spark: Any, events_path: str, leave_last_out: Any, tmp_path: Path
+) -> None:
+    """``data/live/events`` (with its extra columns and batch partitions) joins ``data/events``:
+    C's two steps become three with a live one, enough for examples."""
+    from sparktf.data.schema import LIVE_EVENT_DDL
+
+    live = str(tmp_path / "live" / "events")
+    row = (T0 + dt.timedelta(minutes=200), "C", "i2", "view", None, None, None, None, None, "e-1", None, None, 1.0)
+    spark.createDataFrame([row], LIVE_EVENT_DDL).write.parquet(f"{live}/batch_id=0")
+    without, _ = leave_last_out
+    stats = build_features(
+        spark, events_path, str(tmp_path / "with"), FeatureConfig(max_history=3), event_types=TYPES,
+        live_events_path=live,
+    )  # fmt: skip
+    assert stats["users"]["dropped_below_min_user_events"] == without["users"]["dropped_below_min_user_events"] - 1
+    assert stats["inputs"]["live_events"] == live
+    test = {
+        r["user_id"]: r["target"]
+        for r in spark.read.parquet(str(tmp_path / "with" / "examples")).collect()
+        if r["split"] == "test"
+    }
+    assert test["C"] == "i2"

@@ -36,7 +36,12 @@ def test_the_real_movielens_100k_through_validation_and_features(spark: Any, tmp
     assert events.select("user_id").distinct().count() == 943
     assert events.select("item_id").distinct().count() == 1_682
     stats = build_features(
-        spark, str(tmp_path / "events"), str(tmp_path / "features"), FeatureConfig(), event_types=("view",)
+        spark,
+        str(tmp_path / "events"),
+        str(tmp_path / "features"),
+        FeatureConfig(),
+        event_types=("view",),
+        live_events_path="",
     )
     # Every ML-100K user has at least 20 ratings, so each gets one validation and one test example.
     assert stats["users"]["dropped_below_min_user_events"] == 0

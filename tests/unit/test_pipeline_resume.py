@@ -150,3 +150,19 @@ def test_a_lost_stage_record_reruns_that_stage(tmp_path: Path, fake_stages: None
     os.remove(cfg.paths.state_file("evaluate.json"))
     PipelineRunner(cfg).run()
     assert CALLS == ["evaluate", "register", "index", "recommend"]
+
+
+def test_events_the_stream_appended_rerun_features_and_what_follows(tmp_path: Path, fake_stages: None) -> None:
+    """`sparktf stream` appends to data/live/events: the next run rebuilds the features (and
+    retrains), and nothing upstream of them reruns."""
+    cfg = _cfg(tmp_path)
+    PipelineRunner(cfg).run()
+    CALLS.clear()
+    batch = Path(cfg.paths.live_events) / "batch_id=0"
+    batch.mkdir(parents=True)
+    (batch / "part-0.parquet").write_text("1")
+    PipelineRunner(cfg).run()
+    assert CALLS[0] == "features" and "validate" not in CALLS and CALLS[-1] == "recommend"
+    CALLS.clear()
+    PipelineRunner(cfg).run()
+    assert CALLS == []

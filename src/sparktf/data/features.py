@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sparktf.config import FeatureConfig
 from sparktf.data import storage
 from sparktf.data.item_attributes import UNKNOWN_BUCKET, price_bucket_column
-from sparktf.data.schema import ACTIVITY_LEVELS, EXAMPLE_COLUMNS, SPLITS, FeaturePaths
+from sparktf.data.schema import ACTIVITY_LEVELS, EVENT_COLUMNS, EXAMPLE_COLUMNS, SPLITS, FeaturePaths
 from sparktf.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -180,6 +180,16 @@ def _write(df: DataFrame, path: str, *, partition_by: str | None = None) -> Data
 # --------------------------------------------------------------------------- the whole pipeline
 
 
+def read_events(spark: SparkSession, events_path: str, live_events_path: str) -> DataFrame:
+    """The validated events: ``data/events`` and, when the streaming job has written some,
+    ``data/live/events`` (its extra columns — event ids, ack times — left out)."""
+    events = spark.read.parquet(events_path)
+    if live_events_path and storage.exists(spark, live_events_path):
+        live = spark.read.parquet(live_events_path)
+        events = events.select(*EVENT_COLUMNS).unionByName(live.select(*EVENT_COLUMNS))
+    return events
+
+
 def build_features(
     spark: SparkSession,
     events_path: str,
@@ -187,6 +197,7 @@ def build_features(
     cfg: FeatureConfig,
     *,
     event_types: tuple[str, ...],
+    live_events_path: str,
 ) -> dict[str, Any]:
     """Build every table of ``data/features`` from the validated events.
 
@@ -196,6 +207,8 @@ def build_features(
         out: the features directory (``data/features``).
         cfg: the ``[features]`` section.
         event_types: ``data.event_types``, in funnel order (ties in time are ordered by it).
+        live_events_path: the events the streaming job validated (``data/live/events``),
+            read beside ``events_path`` when they exist.
 
     Returns:
         The statistics also written to ``stats.json``.
@@ -213,7 +226,7 @@ def build_features(
             hint="List at least one type of data.event_types in features.positive_event_types.",
         )
     paths = FeaturePaths(out)
-    events = spark.read.parquet(events_path)
+    events = read_events(spark, events_path, live_events_path)
     labelled = label_steps(steps(_with_rank(events, event_types), cfg, event_types), cfg)
     labelled = labelled.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -221,6 +234,9 @@ def build_features(
     finally:
         labelled.unpersist()
     stats["inputs"] = {"events": events_path, "events_fingerprint": storage.fingerprint(spark, events_path)}
+    if live_events_path and storage.exists(spark, live_events_path):
+        stats["inputs"]["live_events"] = live_events_path
+        stats["inputs"]["live_events_fingerprint"] = storage.fingerprint(spark, live_events_path)
     stats["config"] = asdict(cfg)
     storage.write_text(spark, paths.stats, json.dumps(stats, indent=2, default=str) + "\n")
     if sum(stats["examples"].values()) == 0:

@@ -22,6 +22,7 @@ class FeaturesArgs:
     """The arguments of :func:`sparktf.data.features.build_features`."""
 
     events_path: str
+    live_events_path: str
     features_path: str
     features: FeatureConfig
     event_types: tuple[str, ...]
@@ -30,6 +31,7 @@ class FeaturesArgs:
 def features_args(cfg: Config) -> FeaturesArgs:
     return FeaturesArgs(
         events_path=cfg.paths.events,
+        live_events_path=cfg.paths.live_events,
         features_path=cfg.paths.features,
         features=cfg.features,
         event_types=cfg.data.event_types,
@@ -49,7 +51,14 @@ def run(cfg: Config) -> FeaturesResult:
             hint="Run `sparktf prepare` (validation runs first) or `sparktf run --from validate`.",
         )
     with step(out, f"Building features ({args.features.split} split)") as note:
-        stats = build_features(spark, args.events_path, args.features_path, args.features, event_types=args.event_types)
+        stats = build_features(
+            spark,
+            args.events_path,
+            args.features_path,
+            args.features,
+            event_types=args.event_types,
+            live_events_path=args.live_events_path,
+        )
         ex = stats["examples"]
         note["done"] = (
             f"{ex['train']:,} train / {ex['validation']:,} validation / {ex['test']:,} test examples, "

@@ -90,7 +90,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "features",
         "Sessions, vocabularies, sequences and leave-last-out splits",
-        "data/events",
+        "data/events, data/live/events",
         "data/features",
         features.run,
         sections=("features",),
@@ -212,6 +212,10 @@ def input_fingerprint(cfg: Config, stage: Stage, upstream: str) -> str:
     h.update(upstream.encode())
     if stage.name == "generate" and cfg.data.source == "path" and "://" not in cfg.data.path:
         h.update(listing_fingerprint([cfg.data.path]).encode())
+    if stage.name == "features" and cfg.paths.is_local:
+        # The streaming job appends validated live events: new ones rebuild the features
+        # (and so retrain), with nothing upstream rerun.
+        h.update(listing_fingerprint([cfg.paths.live_events]).encode())
     return h.hexdigest()
 
 
