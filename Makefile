@@ -10,7 +10,7 @@ WORKDIR ?= sparktf-work
 PORT    ?= 8501
 UI_PORT ?= 5000
 
-.PHONY: run serve ui test test-unit test-integration lint format bench install java clean distclean
+.PHONY: run serve live ui test test-unit test-integration lint format bench install java clean distclean
 
 run: $(STAMP) java
 	$(BIN)/sparktf run $(ARGS)
@@ -18,6 +18,10 @@ run: $(STAMP) java
 # After `make run`: serve the champion on 127.0.0.1:$(PORT), and the MLflow UI on :$(UI_PORT).
 serve: $(STAMP) java
 	$(BIN)/sparktf serve --workdir $(WORKDIR) --port $(PORT) $(ARGS)
+
+# After `make run`: the server and the streaming job together (clicks → live recommendations).
+live: $(STAMP) java
+	$(BIN)/sparktf live --workdir $(WORKDIR) --set serve.port=$(PORT) $(ARGS)
 
 ui: $(STAMP)
 	@test -f $(WORKDIR)/mlflow.db || { echo "No MLflow store at $(WORKDIR)/mlflow.db: run \`make run\` first."; exit 1; }

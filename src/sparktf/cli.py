@@ -39,7 +39,11 @@ _PIPELINE_HELP = "\n".join(
         "\b",
     ]
     + [f"{i}. {s.name}: {s.summary}" for i, s in enumerate(STAGES, 1)]
-    + ["", "Serving: `sparktf serve` answers REST requests with the champion model."]
+    + [
+        "",
+        "Serving: `sparktf serve` answers REST requests with the champion model.",
+        "Online: `sparktf live` runs the server and `sparktf stream`, which turns posted events into live histories.",
+    ]
 )
 
 app = typer.Typer(
@@ -418,6 +422,58 @@ def serve(
     if port is not None:
         sets.append(f"serve.port={port}")
     run_serve(_load(config, sets, workdir, master), model)
+
+
+@app.command()
+def stream(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Process the events that have landed, then stop (a catch-up run).")
+    ] = False,
+) -> None:
+    """Run the streaming job: events the server acknowledged → validation → each user's live
+    history in the online store, and the live event table the next `sparktf run` trains on.
+
+    It resumes from its checkpoint (<workdir>/stream/checkpoint) after a stop or a crash,
+    applying no event twice. Settings are in [stream] and [online] (`sparktf config`).
+    """
+    from sparktf.runlog import RunLog
+    from sparktf.stages.stream import run_stream
+
+    cfg = _load(config, set_, workdir, master)
+    with RunLog(cfg.paths.log_file, title="sparktf stream", verbose=verbose):
+        run_stream(cfg, available_now=once, out=console)
+
+
+@app.command()
+def live(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+) -> None:
+    """Run the online side: the server (`sparktf serve`) and the streaming job (`sparktf stream`)
+    together, with a status line each; Ctrl-C stops both.
+
+    A click on the page at http://127.0.0.1:8501/ (or a POST to /v1/events) reaches that
+    shopper's next recommendations within seconds. Their logs: <workdir>/logs/live-*.log.
+    """
+    from sparktf.stages.live import run_live
+
+    options: list[str] = []
+    if config is not None:
+        options += ["--config", str(config)]
+    for s in set_ or []:
+        options += ["--set", s]
+    if workdir is not None:
+        options += ["--workdir", workdir]
+    if master is not None:
+        options += ["--master", master]
+    run_live(_load(config, set_, workdir, master), options, console)
 
 
 # --------------------------------------------------------------------------- entry point

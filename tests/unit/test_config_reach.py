@@ -36,6 +36,7 @@ from sparktf.stages.index import index_args
 from sparktf.stages.recommend import batch_args
 from sparktf.stages.register import registry_args
 from sparktf.stages.serve import serve_args
+from sparktf.stages.stream import stream_args
 from sparktf.stages.tfrecords import tfrecords_args
 from sparktf.stages.train import launch_args, model_params, train_spec
 from sparktf.stages.validate import validate_args
@@ -151,7 +152,52 @@ READS: dict[str, Reach] = {
     "serve.header_timeout_s": Reach(
         "serve (uvicorn's protocol)", lambda c: _uvicorn(c).http.header_timeout_s, "serving/server.py"
     ),
+    # [stream]: the streaming job (stream_args → run_stream → online.stream.start_query)
+    "stream.trigger_interval_s": Reach(
+        "stream (start_query)", lambda c: stream_args(c).settings.trigger_interval_s, "stages/stream.py"
+    ),
+    "stream.watermark_s": Reach("stream (apply_user)", lambda c: stream_args(c).rules.watermark_s, "online/stream.py"),
+    "stream.max_future_s": Reach(
+        "serve (POST /v1/events), stream (check_event)",
+        lambda c: _same_for_both(serve_args(c, None).events, stream_args(c).rules.events).max_future_s,
+        "online/events.py",
+    ),
+    "stream.max_files_per_trigger": Reach(
+        "stream (start_query)", lambda c: stream_args(c).settings.max_files_per_trigger, "stages/stream.py"
+    ),
+    "stream.partitions": Reach(
+        "stream (start_query)", lambda c: stream_args(c).settings.partitions, "stages/stream.py"
+    ),
+    # [online]: opened by the server (read-only) and the stream (open_store)
+    "online.store": Reach(
+        "serve, stream (open_store)",
+        lambda c: _same_for_both(serve_args(c, None).online, stream_args(c).online).store,
+        "online/store.py",
+        along=(("redis_url", "redis://127.0.0.1:6379/0"),),
+    ),
+    "online.sqlite_path": Reach(
+        "serve, stream (open_store)",
+        lambda c: _same_for_both(serve_args(c, None).online_path, stream_args(c).online_path),
+        auto_default=True,
+    ),
+    "online.redis_url": Reach(
+        "serve, stream (RedisStore)",
+        lambda c: _same_for_both(serve_args(c, None).online, stream_args(c).online).redis_url,
+        "online/store.py",
+    ),
+    "online.key_prefix": Reach(
+        "serve, stream (RedisStore)",
+        lambda c: _same_for_both(serve_args(c, None).online, stream_args(c).online).key_prefix,
+        "online/store.py",
+    ),
 }
+
+
+def _same_for_both(serve_side: Any, stream_side: Any) -> Any:
+    """The server and the stream must get the same value (one collects, the other applies)."""
+    assert serve_side == stream_side, f"serve gets {serve_side!r} but the stream {stream_side!r}"
+    return stream_side
+
 
 # Sections handed whole to the library code named by a field's stage: the value
 # arrives as part of the section, and the module reads the field.
