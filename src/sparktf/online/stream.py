@@ -89,16 +89,11 @@ class UserRules:
     watermark_s: float
 
 
-@dataclass
-class _Entry:
-    t: float
-    event_id: str
-    item_id: str
-    event_type: str
-    session_id: str | None
-
-    def key(self) -> tuple[float, str]:
-        return (self.t, self.event_id)
+#: A state entry is a list ``[t, event_id, item_id, event_type, session_id]``, as stored:
+#: no object per entry, and lists sort by (t, event_id), the merge order (ids are unique).
+#: A user with 2,000 entries and 25 new events cost 6.7 ms a batch as dataclasses, 4.3 ms as lists.
+_T, _ID, _ITEM, _TYPE, _SID = range(5)
+_Entry = list  # [float, str, str, str, str | None]
 
 
 @dataclass
@@ -116,7 +111,7 @@ class _State:
             return cls()
         d = json.loads(text)
         return cls(
-            entries=[_Entry(*e) for e in d["entries"]],
+            entries=d["entries"],
             max_time=d["max_time"],
             session_id=d["session_id"],
             session_start=d["session_start"],
@@ -126,7 +121,7 @@ class _State:
 
     def dumps(self) -> str:
         d = {
-            "entries": [[e.t, e.event_id, e.item_id, e.event_type, e.session_id] for e in self.entries],
+            "entries": self.entries,
             "max_time": self.max_time,
             "session_id": self.session_id,
             "session_start": self.session_start,
@@ -188,7 +183,7 @@ def apply_user(
         return Outcome([], quarantine, None, None)
 
     state = _State.loads(saved)
-    ids = {e.event_id for e in state.entries}
+    ids = {e[_ID] for e in state.entries}
     accepted: list[dict[str, Any]] = []
     for t, event_id, ev in sorted(good, key=lambda g: (g[0], g[1])):
         if event_id in ids:
@@ -207,8 +202,8 @@ def apply_user(
             )  # fmt: skip
             continue
         ids.add(event_id)
-        entry = _Entry(t, event_id, str(ev["item_id"]), str(ev["event_type"]), ev.get("session_id") or None)
-        bisect.insort(state.entries, entry, key=_Entry.key)
+        entry = [t, event_id, str(ev["item_id"]), str(ev["event_type"]), ev.get("session_id") or None]
+        bisect.insort(state.entries, entry)
         state.max_time = max(state.max_time, t)
         state.last_ack_time = max(state.last_ack_time, float(ev["ack_time"]))
         state.events += 1
@@ -217,7 +212,7 @@ def apply_user(
         return Outcome([], quarantine, None, None)
     _sessionize(state, user_id, rules.session_gap_s)
     _prune(state, rules)
-    positive = [e.item_id for e in state.entries if e.event_type in rules.positive_event_types]
+    positive = [e[_ITEM] for e in state.entries if e[_TYPE] in rules.positive_event_types]
     public = {
         "user_id": user_id,
         "items": positive[-rules.max_history :] if rules.max_history else [],
@@ -236,17 +231,17 @@ def _sessionize(state: _State, user_id: str, gap_s: float) -> None:
     (named ``<user_id>:live-<epoch seconds of its start>``, so a replay names it the same)."""
     entries = state.entries
     last = entries[-1]
-    if last.session_id:
-        starts = [e.t for e in entries if e.session_id == last.session_id]
+    if last[_SID]:
+        starts = [e[_T] for e in entries if e[_SID] == last[_SID]]
         start = min(starts)
-        if state.session_id == last.session_id:
+        if state.session_id == last[_SID]:
             start = min(start, state.session_start)
-        state.session_id, state.session_start = last.session_id, start
+        state.session_id, state.session_start = last[_SID], start
         return
     i = len(entries) - 1
-    while i > 0 and not entries[i - 1].session_id and entries[i].t - entries[i - 1].t <= gap_s:
+    while i > 0 and not entries[i - 1][_SID] and entries[i][_T] - entries[i - 1][_T] <= gap_s:
         i -= 1
-    start = entries[i].t
+    start = entries[i][_T]
     # The run reaches the oldest entry kept: the session may have begun before it.
     if i == 0 and state.session_id.startswith(f"{user_id}:live-") and state.session_start <= start:
         start = state.session_start
@@ -261,8 +256,8 @@ def _prune(state: _State, rules: UserRules) -> None:
     keep_positive = rules.max_history
     kept: list[_Entry] = []
     for e in reversed(state.entries):
-        positive = e.event_type in rules.positive_event_types
-        if e.t >= horizon or (positive and keep_positive > 0):
+        positive = e[_TYPE] in rules.positive_event_types
+        if e[_T] >= horizon or (positive and keep_positive > 0):
             kept.append(e)
         if positive:
             keep_positive -= 1
@@ -303,7 +298,12 @@ def process_group(
     user_id = key[0] if key else None
     records: list[Mapping[str, Any]] = []
     for pdf in pdfs:
-        records.extend(pdf.astype(object).where(pdf.notna(), None).to_dict("records"))
+        # Column by column: pandas' to_dict("records") costs 0.45 ms a group, half of this
+        # function's time for a one-event user. Every landing column is a string; a null
+        # arrives as None or NaN, both None here.
+        names = list(pdf.columns)
+        values = [[v if isinstance(v, str) else None for v in pdf[c].tolist()] for c in names]
+        records.extend(dict(zip(names, row, strict=True)) for row in zip(*values, strict=True))
     saved = state.get[0] if state.exists else None
     out = apply_user(user_id, saved, records, rules)
     if out.saved is not None:

@@ -164,10 +164,17 @@ def run_stream(cfg: Config, *, available_now: bool = False, out: Console | None 
         )
         totals.state = "running"
         _write_status(args.status_file, totals)
-        while query.isActive and not stop.is_set():
-            query.awaitTermination(0.5)
-        if query.isActive:
-            query.stop()
+        if not _run_until_stopped(query, stop):
+            # SIGTERM sent to the whole process group (a service manager, `kill -- -PGID`)
+            # reaches Spark's JVM too, and it exits before the query can be stopped. Nothing
+            # is lost: the checkpoint holds every batch the store has; the next run redoes the
+            # one in flight, and the store skips it if it was applied.
+            totals.state = "stopped"
+            out.print(
+                "sparktf stream: Spark's JVM had already exited (the stop signal reached it too); "
+                "the next start resumes from the checkpoint."
+            )
+            return totals
         error = query.exception()
         if error is not None:
             totals.state = "failed"
@@ -186,6 +193,32 @@ def run_stream(cfg: Config, *, available_now: bool = False, out: Console | None 
         f"{totals.quarantined:,} quarantined (in {args.quarantine_path})."
     )
     return totals
+
+
+def _run_until_stopped(query: Any, stop: threading.Event) -> bool:
+    """Wait for ``query`` to end or for a stop signal (then stop it). False when Spark's JVM
+    went away because the stop signal reached it too.
+
+    Raises:
+        StreamError: the JVM went away with no stop signal (killed, or out of memory).
+    """
+    from py4j.protocol import Py4JError
+
+    try:
+        while query.isActive and not stop.is_set():
+            query.awaitTermination(0.5)
+        if query.isActive:
+            query.stop()
+        return True
+    except (Py4JError, ConnectionError) as exc:
+        # The signal handler runs once the interrupted call returns: give it a moment.
+        if stop.wait(2.0):
+            return False
+        raise StreamError(
+            f"Spark's JVM exited under the streaming query ({type(exc).__name__}).",
+            hint="See <workdir>/logs/sparktf.log (out of memory? raise spark.driver_memory); rerun "
+            "`sparktf stream`: it resumes from its checkpoint and applies no event twice.",
+        ) from exc
 
 
 def _write_status(path: str, totals: StreamTotals) -> None:
