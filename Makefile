@@ -21,7 +21,7 @@ serve: $(STAMP) java
 
 # After `make run`: the server and the streaming job together (clicks → live recommendations).
 live: $(STAMP) java
-	$(BIN)/sparktf live --workdir $(WORKDIR) --set serve.port=$(PORT) $(ARGS)
+	$(BIN)/sparktf live --workdir $(WORKDIR) --port $(PORT) $(ARGS)
 
 ui: $(STAMP)
 	@test -f $(WORKDIR)/mlflow.db || { echo "No MLflow store at $(WORKDIR)/mlflow.db: run \`make run\` first."; exit 1; }

@@ -455,6 +455,11 @@ def live(
     set_: SetOpt = None,
     workdir: WorkdirOpt = None,
     master: MasterOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="What the server serves, as for `sparktf serve --model` (default: the champion)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="REST port (serve.port; 8501 by default).")] = None,
 ) -> None:
     """Run the online side: the server (`sparktf serve`) and the streaming job (`sparktf stream`)
     together, with a status line each; Ctrl-C stops both.
@@ -473,7 +478,10 @@ def live(
         options += ["--workdir", workdir]
     if master is not None:
         options += ["--master", master]
-    run_live(_load(config, set_, workdir, master), options, console)
+    if port is not None:
+        options += ["--set", f"serve.port={port}"]
+    cfg = _load(config, [*(set_ or []), *([f"serve.port={port}"] if port is not None else [])], workdir, master)
+    run_live(cfg, options, console, serve_options=["--model", model] if model else [])
 
 
 # --------------------------------------------------------------------------- entry point

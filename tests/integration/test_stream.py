@@ -254,10 +254,7 @@ def test_sigkilling_the_stream_twice_loses_no_event_and_applies_none_twice(spark
         stop_posting.set()
         poster.join(timeout=60)
         assert not errors, errors
-        proc = _stream_proc(work, log)
-        _wait_for_batches(store_path, last, proc)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()
+    # A catch-up run resumes from the killed one's checkpoint and drains the landing files.
     done = subprocess.run([*_stream_proc_cmd(work), "--once"], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -301,3 +298,52 @@ def _stream_proc_cmd(work: Path) -> list[str]:
         sys.executable, "-m", "sparktf.cli", "stream", "--workdir", str(work),
         "--set", 'spark.master="local[2]"', "--set", "spark.ui=false", "--set", 'spark.driver_memory="1g"',
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sparktf_live_runs_both_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+    """`sparktf live` as a user types it: the server answers, a posted click reaches that
+    user's :recommend through the stream, and SIGINT (Ctrl-C) stops both and exits 0."""
+    import httpx
+
+    from tests.integration.serving_support import free_port
+
+    work, base = tmp_path / "work", tmp_path / "recommender"  # served as /v1/models/recommender
+    export_recommender(base, 1, seed=3)
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "sparktf.cli", "live", "--workdir", str(work), "--model", str(base), "--port", str(port),
+        "--set", 'spark.master="local[2]"', "--set", "spark.ui=false", "--set", 'spark.driver_memory="1g"',
+        "--set", "stream.trigger_interval_s=0.5",
+    ]  # fmt: skip
+    out = tmp_path / "live.out"
+    url = f"http://127.0.0.1:{port}"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        reply: dict[str, Any] = {}
+        posted = False
+        while time.monotonic() < deadline and reply.get("history_source") != "live":
+            assert proc.poll() is None, out.read_text()
+            try:
+                if not posted:
+                    posted = _post(url, [_event("walk-in", ITEMS[5], time.time() - 1)])["accepted"] == 1
+                reply = httpx.post(f"{url}/v1/models/recommender:recommend", json={"user_id": "walk-in"}).json()
+            except httpx.TransportError:
+                pass  # the server is still starting
+            time.sleep(0.3)
+        assert reply.get("history_source") == "live", (reply, out.read_text())
+        assert reply["history"] == [ITEMS[5]]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(90) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.read_text()
+    assert "sparktf live: stopped the server and the streaming job." in text, text
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/healthz", timeout=2)
+    status = json.loads((work / "state" / "stream.json").read_text())
+    assert status["state"] == "stopped" and status["events"] == 1
+    assert "stopped on SIGTERM" in (work / "logs" / "live-serve.log").read_text()

@@ -33,9 +33,12 @@ __all__ = ["run_live"]
 STOP_TIMEOUT_S = 30.0
 
 
-def run_live(cfg: Config, options: Sequence[str], out: Console, *, refresh_s: float = 1.0) -> None:
+def run_live(
+    cfg: Config, options: Sequence[str], out: Console, *, serve_options: Sequence[str] = (), refresh_s: float = 1.0
+) -> None:
     """Run ``sparktf serve`` and ``sparktf stream`` with ``options`` (the configuration
-    options this command was given) until Ctrl-C/SIGTERM or until one of them exits.
+    options this command was given; ``serve_options`` go to the server only, e.g. ``--model``)
+    until Ctrl-C/SIGTERM or until one of them exits.
 
     Raises:
         ServingError, StreamError: a component exited on its own.
@@ -48,7 +51,8 @@ def run_live(cfg: Config, options: Sequence[str], out: Console, *, refresh_s: fl
     os.makedirs(logs, exist_ok=True)
     status_file = stream_args(cfg).status_file
     base = f"http://{_client_host(cfg.serve.host)}:{cfg.serve.port}"
-    procs = {name: _start(name, options, os.path.join(logs, f"live-{name}.log")) for name in ("serve", "stream")}
+    own = {"serve": [*options, *serve_options], "stream": list(options)}
+    procs = {name: _start(name, own[name], os.path.join(logs, f"live-{name}.log")) for name in ("serve", "stream")}
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     failed: str | None = None
