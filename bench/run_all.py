@@ -33,6 +33,7 @@ AREAS: dict[str, tuple[str, int]] = {
     "index": ("ANN index: ScaNN vs brute force", 8),
     "batch": ("Spark batch inference", 8),
     "serving": ("Online serving vs mlflow models serve", 9),
+    "live": ("Online loop: events in, fresh recommendations out", 16),
 }
 
 

@@ -247,7 +247,7 @@ def test_sigkilling_the_stream_twice_loses_no_event_and_applies_none_twice(spark
         proc.send_signal(signal.SIGKILL)  # right after a batch was applied
         proc.wait()
         proc = _stream_proc(work, log)
-        last = _wait_for_batches(store_path, first, proc)
+        _wait_for_batches(store_path, first, proc)
         time.sleep(rng.uniform(0.05, 0.5))  # then at a random moment of a later batch
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -51,6 +51,7 @@ __all__ = [
     "EventRules",
     "check_event",
     "epoch_seconds",
+    "json_type",
     "landing_record",
     "new_event_id",
     "parse_spark_timestamp",
@@ -163,7 +164,7 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
         ack_time: when the event was (or is being) acknowledged, epoch seconds.
     """
     if not isinstance(raw, Mapping):
-        return Checked(None, "malformed_record", f"the event is a JSON {_json_type(raw)}, not an object")
+        return Checked(None, "malformed_record", f"the event is a JSON {json_type(raw)}, not an object")
     ignored = tuple(sorted(str(k) for k in raw if k not in _KNOWN))
     corrupt = raw.get(CORRUPT_RECORD)
     if corrupt is not None:
@@ -221,7 +222,7 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
         elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             texts[name] = _text(value)
         else:
-            return fail("bad_field", f"{name} {_quoted(_text(value))} is a JSON {_json_type(value)}; send a string")
+            return fail("bad_field", f"{name} {_quoted(_text(value))} is a JSON {json_type(value)}; send a string")
     request_id = texts["request_id"]
     if request_id is not None and len(request_id) > MAX_ID_CHARS:
         return fail("bad_field", f"request_id {_quoted(request_id)} is longer than {MAX_ID_CHARS} characters")
@@ -270,7 +271,8 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
 # --------------------------------------------------------------------------- values
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name of a decoded value, for messages (``number``, ``array``, ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

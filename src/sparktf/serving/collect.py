@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sparktf.errors import ServingError
-from sparktf.online.events import EventRules, check_event, landing_record, with_event_id
+from sparktf.online.events import EventRules, check_event, json_type, landing_record, with_event_id
 from sparktf.online.landing import LandingError
 from sparktf.serving import tfserving as tfs
 from sparktf.serving.error_handlers import json_response
@@ -92,7 +92,7 @@ def add_event_routes(app: FastAPI, state: ServerState) -> None:
                 'Send {"events": [{"event_time": ..., "user_id": ..., "item_id": ..., "event_type": ...}]}.'
             )
         if not isinstance(events, list):
-            raise tfs.bad_request(f"'events' must be a JSON array of event objects; got a JSON {_json_type(events)}.")
+            raise tfs.bad_request(f"'events' must be a JSON array of event objects; got a JSON {json_type(events)}.")
         if len(events) > cfg.max_events:
             raise ServingError(
                 f"The request carries {len(events)} events, more than serve.max_events ({cfg.max_events}); "
@@ -160,15 +160,3 @@ def _judge(
             first_index[client_id] = index
         accepted.append(with_event_id(checked.event))
     return accepted, rejected, ignored
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "object"
