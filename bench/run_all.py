@@ -69,7 +69,8 @@ def collect() -> str:
         "",
         "Every row is produced by a script in `bench/` that measures sparktf against a reference in the same run "
         "(Parquet for TFRecord, a bare TF process for the launcher, brute force for ScaNN, one process for Spark "
-        "inference, `mlflow models serve` for the server). `make bench` reruns them all and rewrites this file; "
+        "inference, `mlflow models serve` for the server, a bare write + fsync + rename for the event collector). "
+        "`make bench` reruns them all and rewrites this file; "
         "`python -m bench.run_all AREA` reruns one section.",
         "",
         "The numbers below were measured on the project's 2-core development machine while other jobs shared it "
