@@ -168,6 +168,9 @@ READS: dict[str, Reach] = {
     "stream.partitions": Reach(
         "stream (start_query)", lambda c: stream_args(c).settings.partitions, "stages/stream.py"
     ),
+    "stream.clean_landing": Reach(
+        "stream (start_query)", lambda c: stream_args(c).settings.clean_landing, "stages/stream.py"
+    ),
     # [online]: opened by the server (read-only) and the stream (open_store)
     "online.store": Reach(
         "serve, stream (open_store)",

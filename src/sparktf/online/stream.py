@@ -376,6 +376,7 @@ def start_query(
     trigger_interval_s: float,
     max_files_per_trigger: int,
     partitions: int,
+    clean_landing: bool,
     available_now: bool = False,
     on_batch: Any = None,
 ) -> Any:
@@ -391,6 +392,7 @@ def start_query(
         trigger_interval_s: the processing-time trigger.
         max_files_per_trigger: landing files a micro-batch takes at most (0: all).
         partitions: the state's partitions (``spark.sql.shuffle.partitions`` of the query).
+        clean_landing: delete each landing file once its batch is committed (``cleanSource``).
         available_now: process what has landed, then stop (``Trigger.AvailableNow``).
         on_batch: called with a :class:`BatchReport` after each micro-batch.
     """
@@ -410,6 +412,9 @@ def start_query(
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT_RECORD)
         .option("pathGlobFilter", "*.jsonl")
+        # Spark deletes only files of committed batches: a batch replayed after a crash
+        # still finds its own.
+        .option("cleanSource", "delete" if clean_landing else "off")
     )
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)

@@ -118,7 +118,7 @@ def run_stream(cfg: Config, *, available_now: bool = False, out: Console | None 
             f"stream.partitions = {args.settings.partitions}, but the checkpoint {args.checkpoint} was made with "
             f"{made}; Spark cannot re-partition a stream's state.",
             hint=f"Set stream.partitions = {made}, or delete the checkpoint to start over "
-            "(the landing files are read again from the start; the online store refuses batches it has).",
+            "(the landing files still there are read again; the online store refuses batches it has).",
         )
     totals = StreamTotals(started=time.time(), pid=os.getpid())
     _write_status(args.status_file, totals)
@@ -155,6 +155,7 @@ def run_stream(cfg: Config, *, available_now: bool = False, out: Console | None 
             trigger_interval_s=args.settings.trigger_interval_s,
             max_files_per_trigger=args.settings.max_files_per_trigger,
             partitions=args.settings.partitions,
+            clean_landing=args.settings.clean_landing,
             available_now=available_now,
             on_batch=on_batch,
         )
