@@ -90,6 +90,7 @@ def _run_once(spark: Any, cfg: Config) -> list[Any]:
             trigger_interval_s=args.settings.trigger_interval_s,
             max_files_per_trigger=args.settings.max_files_per_trigger,
             partitions=args.settings.partitions,
+            clean_landing=args.settings.clean_landing,
             available_now=True,
             on_batch=reports.append,
         )
@@ -170,6 +171,33 @@ def test_bad_events_are_reported_and_quarantined_never_dropped(spark: Any, tmp_p
     assert sorted(by_reason) == ["duplicate", "late_event", "malformed_record"]
     assert by_reason["malformed_record"][0]["raw_record"] == '{"broken'
     assert spark.read.parquet(cfg.paths.live_events).count() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clean", [True, False])
+def test_clean_landing_deletes_the_files_of_committed_batches(spark: Any, tmp_path: Path, clean: bool) -> None:
+    """stream.clean_landing reaches Spark's cleanSource: on, a batch's landing files go once
+    it is committed (Spark does it when the next batch starts); off, every file stays."""
+    cfg = _cfg(tmp_path / "work", clean_landing=str(clean).lower())
+    app, _ = _server(cfg, tmp_path)
+    landing = Path(cfg.paths.landing)
+    now = time.time()
+    with RunningServer(app) as srv:
+        for i in range(3):
+            _post(srv.url, [_event("u-clean", ITEMS[i], now - 10 + i)])
+        first = set(landing.glob("*.jsonl"))
+        assert len(first) == 3
+        _run_once(spark, cfg)
+        for i in range(2):
+            _post(srv.url, [_event("u-clean", ITEMS[3 + i], now - 5 + i)])
+        _run_once(spark, cfg)
+    deadline = time.monotonic() + 20
+    while clean and first & set(landing.glob("*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # Spark's cleaner thread deletes in the background
+    left = set(landing.glob("*.jsonl"))
+    assert (first & left) == (set() if clean else first)
+    assert len(left - first) == 2  # the last batch's files stay until a later batch starts
+    assert spark.read.parquet(cfg.paths.live_events).count() == 5
 
 
 def _stream_proc(work: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -347,3 +375,45 @@ def test_sparktf_live_runs_both_and_ctrl_c_stops_both(tmp_path: Path) -> None:
     status = json.loads((work / "state" / "stream.json").read_text())
     assert status["state"] == "stopped" and status["events"] == 1
     assert "stopped on SIGTERM" in (work / "logs" / "live-serve.log").read_text()
+
+
+def _processes_using(path: Path) -> list[int]:
+    """Pids whose command line mentions ``path`` (from /proc)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if str(path) in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_sigkilling_sparktf_live_stops_its_server_and_stream(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.integration.serving_support import free_port
+
+    work, base = tmp_path / "work", tmp_path / "recommender"
+    export_recommender(base, 1, seed=3)
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "sparktf.cli", "live", "--workdir", str(work), "--model", str(base), "--port", str(port),
+        "--set", 'spark.master="local[1]"', "--set", "spark.ui=false", "--set", 'spark.driver_memory="1g"',
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while len(_processes_using(work)) < 3 and time.monotonic() < deadline:  # live, serve, stream
+        time.sleep(0.2)
+    assert len(_processes_using(work)) >= 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while _processes_using(work) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_using(work) == [], "sparktf serve/stream outlived a SIGKILLed sparktf live"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
