@@ -119,6 +119,23 @@ def test_repository_swaps_only_after_the_new_version_loaded(tmp_path: Path) -> N
     assert loads == [1, 2, 3]
 
 
+def test_a_retired_version_is_freed_by_the_reload_thread_after_two_idle_refreshes(tmp_path: Path) -> None:
+    """TF's remove_function is not safe against a concurrent one (tensorflow#59242): a retired
+    version must be freed where the versions are loaded, never by a request thread that happens
+    to drop the last reference. The repository lets go of it only after two idle refreshes."""
+    import weakref
+
+    make_versions(tmp_path, [1])
+    repo = ModelRepository(BasePathSource(str(tmp_path)), lambda v, path: LoadedVersion(v, FakeServable(v, path)), "m")
+    repo.refresh()
+    old = weakref.ref(repo.snapshot.resolve("m"))
+    make_versions(tmp_path, [2])
+    assert repo.refresh() and repo.snapshot.default == 2
+    assert old() is not None  # retired, idle once: kept (a request may just have released it)
+    repo.refresh()
+    assert old() is None  # idle at a second refresh: freed here, and collected
+
+
 def test_snapshot_answers_in_tf_servings_words() -> None:
     lv = LoadedVersion(4, FakeServable(4, "/x/4"))
     snap = Snapshot("m", {4: lv}, {"stable": 4}, 4)

@@ -18,6 +18,7 @@ or aliases.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -219,7 +220,8 @@ class ModelRepository:
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._retired: list[LoadedVersion] = []
+        # Retired versions, each with the number of refreshes it has been seen idle.
+        self._retired: list[tuple[LoadedVersion, int]] = []
         self.listeners: list[Callable[[Snapshot, str], None]] = []
         self.last_error = ""
 
@@ -296,15 +298,38 @@ class ModelRepository:
             self.last_error = "; ".join(failures.values())
             for v, lv in old.versions.items():
                 if v not in versions:
-                    self._retired.append(lv)
+                    self._retired.append((lv, 0))
             self._drop_idle_retired()
             if changed:
                 self._notify("swapped")
             return changed
 
     def _drop_idle_retired(self) -> None:
-        # A retired version lives on while requests that resolved to it run; then it goes.
-        self._retired = [lv for lv in self._retired if lv.inflight > 0]
+        """Let go of the retired versions idle at two refreshes in a row, here, then collect.
+
+        A retired version lives on while requests that resolved to it run. Its TensorFlow
+        functions are removed from the eager context when it is freed, and TF's
+        ``remove_function`` is not safe against another thread removing or adding functions
+        at the same time: a request thread that dropped the last reference while this
+        thread loaded a version crashed the process (SIGSEGV in ``remove_function``, seen
+        once in a full test run; tensorflow#59242). So a version is freed only in this
+        thread: idle at two refreshes (a request that just released it has returned by
+        then), and ``gc.collect()`` right away, so the cycles of its functions are not left
+        for whichever thread's allocation triggers the next collection.
+        """
+        kept: list[tuple[LoadedVersion, int]] = []
+        dropped = 0
+        for lv, idle in self._retired:
+            if lv.inflight > 0:
+                kept.append((lv, 0))
+            elif idle == 0:
+                kept.append((lv, 1))
+            else:
+                dropped += 1
+        self._retired = kept
+        if dropped:
+            del lv, kept
+            gc.collect()
 
     def _notify(self, event: str) -> None:
         for fn in self.listeners:
