@@ -43,31 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_serving import free_port, start, stop, wait_http
+from bench.bench_serving import export_bench_model, free_port, start, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
-NUM_ITEMS, NUM_USERS, DIM = 5_000, 2_000, 64
-
-
-def make_model(tmp: Path) -> str:
-    import sparktf  # noqa: F401
-    from sparktf.models.base import ModelParams
-    from sparktf.models.catalog import Catalog
-    from sparktf.models.export import export_model
-    from sparktf.models.factory import build_model
-
-    items = [f"i{i}" for i in range(NUM_ITEMS)]
-    catalog = Catalog.from_arrays(
-        items,
-        category=[f"c{i % 40}" for i in range(NUM_ITEMS)],
-        brand=[f"b{i % 200}" for i in range(NUM_ITEMS)],
-        price_bucket=[i % 8 for i in range(NUM_ITEMS)],
-        user_ids=[f"u{u}" for u in range(NUM_USERS)],
-    )
-    model = build_model(catalog, ModelParams(kind="two_tower", embedding_dim=DIM, seed=1))
-    base = tmp / "recsys"
-    export_model(model, str(base), 1, k=10)
-    return str(base)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -168,7 +146,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
     work = tmp / "work"
     print(f"building the model in {tmp} ...", flush=True)
-    base = make_model(tmp)
+    base, _ = export_bench_model(tmp)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -46,14 +46,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_model(tmp: Path) -> tuple[str, str, str]:
-    """The export (base path), the pyfunc model URI and its tracking URI."""
+def export_bench_model(tmp: Path) -> tuple[str, str]:
+    """A two-tower export over NUM_ITEMS items and NUM_USERS users: (base path, version 1 path)."""
     import sparktf  # noqa: F401
     from sparktf.models.base import ModelParams
     from sparktf.models.catalog import Catalog
     from sparktf.models.export import export_model
     from sparktf.models.factory import build_model
-    from sparktf.training.tracking import RunTracker
 
     items = [f"i{i}" for i in range(NUM_ITEMS)]
     catalog = Catalog.from_arrays(
@@ -65,13 +64,20 @@ def make_model(tmp: Path) -> tuple[str, str, str]:
     )
     model = build_model(catalog, ModelParams(kind="two_tower", embedding_dim=DIM, seed=1))
     base = tmp / "recsys"
-    export = export_model(model, str(base), 1, k=10)
+    return str(base), export_model(model, str(base), 1, k=10)
+
+
+def make_model(tmp: Path) -> tuple[str, str, str]:
+    """The export (base path), the pyfunc model URI and its tracking URI."""
+    from sparktf.training.tracking import RunTracker
+
+    base, export = export_bench_model(tmp)
     tracking_uri = f"sqlite:///{tmp}/mlflow.db"
     tracker = RunTracker(tracking_uri, "bench-serving", artifact_root=str(tmp / "mlartifacts"))
     tracker.start("bench")
     uri = tracker.log_model(export, "recommender")
     tracker.end()
-    return str(base), uri, tracking_uri
+    return base, uri, tracking_uri
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -24,6 +24,8 @@ import random
 import time
 from urllib.parse import urlsplit
 
+from bench.loadgen_serving import read_response
+
 
 def _body(rng: random.Random, batch: int, users: int, items: int) -> bytes:
     now = time.time()
@@ -60,20 +62,9 @@ async def _send(
             ).encode()
             writer.write(head + body)
             await writer.drain()
-            status = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            if length:
-                await reader.readexactly(length)
-            code = status.split(b" ")[1] if b" " in status else b"?"
-            if code != b"200":
-                errors.append(code.decode())
+            status, _ = await read_response(reader)
+            if status != 200:
+                errors.append(str(status))
             lat.append(time.perf_counter() - scheduled)
     finally:
         writer.close()

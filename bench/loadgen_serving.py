@@ -21,6 +21,22 @@ import time
 from urllib.parse import urlsplit
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length body: (status, body); status 0 if the
+    connection closed."""
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    body = await reader.readexactly(length) if length else b""
+    return (int(status_line.split()[1]) if status_line else 0), body
+
+
 async def _one_connection(
     host: str, port: int, request: bytes, deadline: float, budget: list[int], latencies: list[float], errors: list[str]
 ) -> None:
@@ -31,18 +47,8 @@ async def _one_connection(
             t0 = time.perf_counter()
             writer.write(request)
             await writer.drain()
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            body = await reader.readexactly(length)
+            status, body = await read_response(reader)
             latencies.append(time.perf_counter() - t0)
-            status = int(status_line.split()[1]) if status_line else 0
             if status != 200:
                 errors.append(f"{status}: {body[:200]!r}")
     finally:

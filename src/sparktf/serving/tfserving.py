@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from sparktf.errors import ServingError
+from sparktf.online.events import json_type
 
 __all__ = [
     "DEFAULT_SIGNATURE",
@@ -174,7 +175,7 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
             f"JSON Parse error: a number in the body has more than {limit} digits; send it as a string."
         ) from None
     if not isinstance(body, dict):
-        raise bad_request(f"The request body must be a JSON object; got a JSON {_json_type(body)}.")
+        raise bad_request(f"The request body must be a JSON object; got a JSON {json_type(body)}.")
     return body
 
 
@@ -227,7 +228,7 @@ def decode_predict_request(
 def _signature(body: Mapping[str, Any], signatures: Mapping[str, SignatureInfo], model: str) -> SignatureInfo:
     name = body.get("signature_name", DEFAULT_SIGNATURE)
     if not isinstance(name, str):
-        raise bad_request(f"'signature_name' must be a string; got a JSON {_json_type(name)}.")
+        raise bad_request(f"'signature_name' must be a string; got a JSON {json_type(name)}.")
     sig = signatures.get(name or DEFAULT_SIGNATURE)
     if sig is None:
         raise bad_request(
@@ -243,7 +244,7 @@ def _is_b64(value: Any) -> bool:
 
 def _decode_rows(instances: Any, sig: SignatureInfo) -> dict[str, np.ndarray]:
     if not isinstance(instances, list):
-        raise bad_request(f"'instances' must be a list (one entry per row); got a JSON {_json_type(instances)}.")
+        raise bad_request(f"'instances' must be a list (one entry per row); got a JSON {json_type(instances)}.")
     if not instances:
         raise bad_request("'instances' is an empty list; send at least one row.")
     names = list(sig.inputs)
@@ -412,7 +413,7 @@ def decode_examples_request(
         raise bad_request("'examples' must be a non-empty list of objects (feature name -> value or list).")
     context = body.get("context", {})
     if not isinstance(context, dict):
-        raise bad_request(f"'context' must be an object; got a JSON {_json_type(context)}.")
+        raise bad_request(f"'context' must be an object; got a JSON {json_type(context)}.")
     rows = []
     for i, example in enumerate(examples):
         clash = sorted(set(context) & set(example))
@@ -623,20 +624,6 @@ def metadata_document(model: str, version: int, signatures: Mapping[str, Signatu
             }
         },
     }
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _short(value: Any) -> str:
