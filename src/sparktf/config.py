@@ -39,6 +39,8 @@ __all__ = [
     "Config",
     "DataConfig",
     "EvalConfig",
+    "ExperimentArm",
+    "ExperimentConfig",
     "FeatureConfig",
     "GateConfig",
     "GeneratorConfig",
@@ -46,6 +48,7 @@ __all__ = [
     "MetricThreshold",
     "OnlineConfig",
     "ServeConfig",
+    "SimulateConfig",
     "SparkConfig",
     "StreamConfig",
     "TFRecordConfig",
@@ -247,7 +250,7 @@ class DataConfig(_Section):
     path: str = ""
     format: Literal["parquet", "csv", "json"] = "parquet"
     table: str = ""
-    event_types: tuple[str, ...] = ("view", "add_to_cart", "purchase")
+    event_types: tuple[str, ...] = ("impression", "click", "view", "add_to_cart", "purchase")
     max_bad_fraction: float = 0.05
     min_event_time: str = "1995-01-01"
     max_event_time: str = "2100-01-01"
@@ -924,6 +927,159 @@ class OnlineConfig(_Section):
         )
 
 
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ExperimentArm(_Section):
+    """One arm of the online experiment (``[[experiment.arms]]`` tables in TOML).
+
+    Attributes:
+        name: the arm's name in replies, events and the report (letters, digits, ``_``, ``-``).
+        model: what the arm serves: ``@<alias>`` (a registry alias of ``tracking.registered_model``,
+            followed and hot-reloaded like the champion), ``<version>`` (a fixed version number),
+            or a baseline: ``popular`` or ``cooccurrence`` (see :mod:`sparktf.serving.baselines`).
+        weight: the arm's share of units (weights are normalised over the arms).
+    """
+
+    _section: typing.ClassVar[str] = "experiment.arms"
+
+    name: str = "control"
+    model: str = "popular"
+    weight: float = 1.0
+
+    def _validate(self) -> None:
+        self._require("name", bool(_NAME.match(self.name)), "a name of letters, digits, '_', '-' (at most 64)")
+        self._require(
+            "model",
+            self.model in ("popular", "cooccurrence")
+            or self.model.isdigit()
+            or bool(re.match(r"^@[A-Za-z][A-Za-z0-9_-]*$", self.model)),
+            "'@<alias>', a version number, 'popular' or 'cooccurrence'",
+        )
+        self._require("weight", 0.0 <= self.weight <= 1e6 and self.weight == self.weight, "a weight from 0 to 1e6")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(_Section):
+    """The online experiment (see :mod:`sparktf.experiments`): arms the server assigns units
+    to, and the rule ``sparktf experiment conclude`` applies to the report.
+
+    Attributes:
+        name: the experiment's name; empty means no experiment (the server serves the
+            champion to everyone and logs no impressions).
+        salt: mixed into the assignment hash; a new salt reshuffles units. Empty: the name.
+        arms: the arms; the first is the control unless ``control`` names another.
+        control: the arm the others are compared with; empty: the first arm.
+        buckets: units are hashed into this many buckets, and arms own ranges of them.
+        alpha: 1 - the confidence level of the report's intervals.
+        srm_alpha: a sample-ratio test p-value below this flags the split as broken
+            (the report's lifts are then not to be trusted, and conclude stops).
+        min_users_per_arm: the decision waits (``keep``) until every arm has this many users.
+        min_lift: the relative CTR lift whose interval's lower bound a challenger must pass
+            to be promoted (0.0: significantly better than the control).
+        max_error_rate: guardrail: an arm whose share of failed :recommend requests is
+            above this is stopped.
+        max_p99_latency_ms: guardrail: an arm whose p99 :recommend latency is above this
+            is stopped.
+        promote_alias: the alias ``conclude`` moves to the winning arm's version (through
+            the validation gate's promotion path); empty: ``gate.champion_alias``.
+    """
+
+    _section: typing.ClassVar[str] = "experiment"
+
+    name: str = ""
+    salt: str = ""
+    arms: tuple[ExperimentArm, ...] = (
+        ExperimentArm(name="control", model="popular", weight=1.0),
+        ExperimentArm(name="treatment", model="@champion", weight=1.0),
+    )
+    control: str = ""
+    buckets: int = 10_000
+    alpha: float = 0.05
+    srm_alpha: float = 0.001
+    min_users_per_arm: int = 200
+    min_lift: float = 0.0
+    max_error_rate: float = 0.01
+    max_p99_latency_ms: float = 250.0
+    promote_alias: str = ""
+
+    def _validate(self) -> None:
+        self._require("name", self.name == "" or bool(_NAME.match(self.name)), "empty or letters, digits, '_', '-'")
+        names = [a.name for a in self.arms]
+        self._require("arms", len(self.arms) >= 2, "at least two [[experiment.arms]] tables")
+        self._require("arms", len(set(names)) == len(names), f"arms with distinct names (got {names})")
+        self._require("arms", sum(a.weight for a in self.arms) > 0, "arms whose weights are not all 0")
+        self._require("control", self.control == "" or self.control in names, f"empty or one of the arms {names}")
+        self._require("buckets", 2 <= self.buckets <= 1_000_000, "between 2 and 1,000,000")
+        self._require("alpha", 0.0 < self.alpha < 0.5, "a number between 0 and 0.5")
+        self._require("srm_alpha", 0.0 < self.srm_alpha < 0.5, "a number between 0 and 0.5")
+        self._require("min_users_per_arm", self.min_users_per_arm >= 2, "at least 2")
+        self._require("min_lift", -1.0 < self.min_lift < 100.0, "a relative lift above -1")
+        self._require("max_error_rate", 0.0 <= self.max_error_rate <= 1.0, "a share from 0 to 1")
+        self._require("max_p99_latency_ms", self.max_p99_latency_ms > 0, "a positive number of milliseconds")
+        self._require(
+            "promote_alias",
+            self.promote_alias == "" or bool(re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", self.promote_alias)),
+            "empty (gate.champion_alias) or an alias name",
+        )
+
+    @property
+    def control_arm(self) -> str:
+        """The name of the control arm."""
+        return self.control or self.arms[0].name
+
+    @property
+    def active(self) -> bool:
+        """Whether an experiment runs (it has a name)."""
+        return bool(self.name)
+
+
+@dataclass(frozen=True)
+class SimulateConfig(_Section):
+    """The shopper simulator (``sparktf simulate``, see :mod:`sparktf.experiments.simulator`).
+
+    Attributes:
+        seed: the simulator's randomness (which shoppers, what they do); same seed, same traffic
+            for the same replies.
+        duration_s: how long it runs (``--duration``).
+        rate: recommendation requests per second it aims at (``--rate``).
+        concurrency: shoppers at once (one thread and HTTP connection each); with ``dwell_s``
+            the rate a run can reach is about ``concurrency / dwell_s`` requests a second.
+        k: items asked for per request (the slate the shopper examines).
+        position_bias: the examination probability of rank r is ``1 / r ** position_bias``
+            (the position-based click model; 0 examines every rank).
+        steps_per_session: mean pages a simulated session views before it ends.
+        dwell_s: mean seconds a shopper spends on a page before the next request
+            (exponential; real shoppers take about a minute). In that time the stream
+            brings the shopper's live history up to date, as it would for a real one.
+        users: simulated shoppers are drawn from the first this many users of ``[generator]``'s
+            world (0: all of them).
+    """
+
+    _section: typing.ClassVar[str] = "simulate"
+
+    seed: int = 7
+    duration_s: float = 60.0
+    rate: float = 20.0
+    concurrency: int = 32
+    k: int = 10
+    position_bias: float = 1.0
+    steps_per_session: float = 6.0
+    dwell_s: float = 3.0
+    users: int = 0
+
+    def _validate(self) -> None:
+        self._require("duration_s", 0.0 < self.duration_s <= 7 * 86_400.0, "seconds from 0 to a week")
+        self._require("rate", 0.0 < self.rate <= 100_000.0, "requests per second above 0")
+        self._require("concurrency", 1 <= self.concurrency <= 256, "between 1 and 256")
+        self._require("k", 1 <= self.k <= 100, "between 1 and 100")
+        self._require("position_bias", 0.0 <= self.position_bias <= 5.0, "between 0 and 5")
+        self._require("steps_per_session", 1.0 <= self.steps_per_session <= 1000.0, "between 1 and 1000")
+        self._require("dwell_s", 0.0 <= self.dwell_s <= 3600.0, "seconds from 0 to 3600")
+        self._require("users", self.users >= 0, "0 (all) or a positive number of users")
+
+
 @dataclass(frozen=True)
 class Config(_Section):
     """A whole run. ``workdir`` holds everything the run makes."""
@@ -943,6 +1099,8 @@ class Config(_Section):
     serve: ServeConfig = field(default_factory=ServeConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
 
     def _validate(self) -> None:
         self._require("workdir", bool(self.workdir.strip()), "a directory path or URI")

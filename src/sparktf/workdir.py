@@ -61,6 +61,8 @@ class Workdir:
     live_quarantine = property(lambda self: self.join("data", "live", "quarantine"))
     stream_checkpoint = property(lambda self: self.join("stream", "checkpoint"))
     online_db = property(lambda self: self.join("online", "online.db"))
+    # Online experiments (issue 17): reports, charts and simulator runs, per experiment name.
+    experiments = property(lambda self: self.join("experiments"))
 
     def state_file(self, *parts: str) -> str:
         """A local file of the run's bookkeeping (stage records, small JSON states).

@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("registry",),
     ("inference",),
     ("online",),
+    ("experiments",),
     ("serving",),
     ("checks", "runlog"),
     ("stages",),
@@ -40,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 LIBRARIES = ("data", "tfrecord", "distributed", "models", "training", "evaluation", "retrieval", "registry")
-LIBRARIES += ("inference", "online", "serving")
+LIBRARIES += ("inference", "online", "experiments", "serving")
 
 STAGE_MODULES = {f"sparktf.stages.{s}" for s in ("generate", "validate", "features", "tfrecords", "train")} | {
     f"sparktf.stages.{s}" for s in ("evaluate", "register", "index", "recommend", "serve")

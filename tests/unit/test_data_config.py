@@ -12,7 +12,9 @@ def test_defaults() -> None:
     cfg = load_config()
     assert cfg.generator.follow_probability == 0.6 and cfg.generator.successors_per_item == 3
     assert cfg.generator.session_ids is False
-    assert cfg.features.positive_event_types == cfg.data.event_types
+    # Impressions and clicks are allowed events but make no sequence: a click is followed by the view it leads to.
+    assert cfg.features.positive_event_types == ("view", "add_to_cart", "purchase")
+    assert set(cfg.data.event_types) == {"impression", "click", *cfg.features.positive_event_types}
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -62,9 +62,11 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOCK_USERS",
     "EVENT_TYPES",
+    "NextView",
     "Simulation",
     "SyntheticCatalog",
     "build_catalog",
+    "funnel_probabilities",
     "generate_events",
     "next_view_mixture",
     "num_blocks",
@@ -467,17 +469,118 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
     )
 
 
+def funnel_probabilities(on_sale: bool) -> tuple[float, float]:
+    """P(add to cart | view) and P(purchase | add to cart) of the generator's shoppers."""
+    return (_P_CART_SALE if on_sale else _P_CART), _P_PURCHASE
+
+
 def _block_seed(cfg: GeneratorConfig, block: int) -> list[int]:
     return [cfg.seed, 0xB10C, block]
+
+
+@dataclass(frozen=True, eq=False)
+class NextView:
+    """The generator's own next-view distribution, per user and recent items: the shoppers' truth.
+
+    Built once per world (:meth:`build`); :meth:`probabilities` is O(num_items) per query.
+    It is the mixture the simulation draws a session's next view from: successors of the
+    last item (``follow_probability``), other successors of the page it came from (back
+    navigation), and otherwise the running flash sale, the user's two favourite categories,
+    the favourite brand, or global popularity. The shopper simulator of the online
+    experiments (:mod:`sparktf.experiments.simulator`) draws its shoppers' next items from
+    it, so their click probabilities are known exactly.
+
+    Attributes:
+        catalog: the world.
+        favourite: ``[2, num_users]`` each user's two favourite categories.
+        favourite_brand: ``[num_users]`` each user's favourite brand.
+    """
+
+    cfg: GeneratorConfig
+    catalog: SyntheticCatalog
+    favourite: np.ndarray
+    favourite_brand: np.ndarray
+    _category_share: np.ndarray
+    _brand_share: np.ndarray
+    _slot_p: np.ndarray
+
+    @classmethod
+    def build(cls, cfg: GeneratorConfig) -> NextView:
+        cat = build_catalog(cfg)
+        fav = np.zeros((2, cfg.num_users), dtype=np.int64)
+        fav_brand = np.zeros(cfg.num_users, dtype=np.int64)
+        for block in range(num_blocks(cfg)):
+            ids = np.arange(block * BLOCK_USERS, min((block + 1) * BLOCK_USERS, cfg.num_users))
+            fav[:, ids], fav_brand[ids] = _draw_tastes(cat, np.random.default_rng(_block_seed(cfg, block)), ids.size)
+        cat_total = np.bincount(cat.category, weights=cat.popularity, minlength=cfg.num_categories)
+        brand_total = np.bincount(cat.brand, weights=cat.popularity, minlength=cfg.num_brands)
+        return cls(
+            cfg=cfg,
+            catalog=cat,
+            favourite=fav,
+            favourite_brand=fav_brand,
+            _category_share=cat.popularity / np.maximum(cat_total[cat.category], 1e-300),
+            _brand_share=cat.popularity / np.maximum(brand_total[cat.brand], 1e-300),
+            _slot_p=np.diff(np.concatenate([[0.0], cat.successor_cdf])),
+        )
+
+    def taste(self, user: int, sale: int = -1) -> np.ndarray:
+        """Where a shopper who follows no successor goes: the sale (when ``sale`` >= 0 runs),
+        a favourite category, the favourite brand, or popularity."""
+        cat = self.catalog
+        category_p = np.where(
+            cat.category == self.favourite[0, user], _P_FIRST_CATEGORY * self._category_share, 0.0
+        ) + np.where(cat.category == self.favourite[1, user], (1 - _P_FIRST_CATEGORY) * self._category_share, 0.0)
+        brand_p = np.where(cat.brand == self.favourite_brand[user], self._brand_share, 0.0)
+        sale_p = _P_SALE if sale >= 0 else 0.0
+        out: np.ndarray = (
+            _P_CATEGORY * category_p + _P_BRAND * brand_p + (1 - sale_p - _P_CATEGORY - _P_BRAND) * cat.popularity
+        )
+        if sale >= 0:
+            np.add.at(out, cat.sale_items[sale], sale_p / cat.sale_items.shape[1])
+        return out
+
+    def probabilities(
+        self, user: int, history: Sequence[int], *, sale: int = -1, no_repeat: bool = False
+    ) -> np.ndarray:
+        """P(next view = item) for ``user`` after ``history`` (the session's items, oldest first).
+
+        Args:
+            user: the user index.
+            history: the current session's item indices; empty at a session's start.
+            sale: the flash sale running now, or -1.
+            no_repeat: apply the simulation's rule that the last item is not viewed again at
+                once (a draw of it becomes a popularity draw), so the result is exactly the
+                distribution the shoppers draw from.
+        """
+        cat = self.catalog
+        n = cat.num_items
+        taste = self.taste(user, sale)
+        if len(history) == 0:
+            return taste
+        last = int(history[-1])
+        follow = np.zeros(n)
+        np.add.at(follow, cat.successors[last], self._slot_p)
+        p_back, back = 0.0, np.zeros(n)
+        if len(history) > 1 and last in cat.successors[int(history[-2])]:
+            np.add.at(back, cat.successors[int(history[-2])], self._slot_p)
+            back[last] = 0.0
+            if back.sum() > 0:
+                p_back, back = self.cfg.back_probability, back / back.sum()
+        rest = 1.0 - self.cfg.follow_probability - p_back
+        out: np.ndarray = self.cfg.follow_probability * follow + p_back * back + rest * taste
+        if no_repeat:
+            again = out[last]
+            out[last] = 0.0
+            out += again * cat.popularity
+        return out
 
 
 def next_view_mixture(cfg: GeneratorConfig, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
     """The generator's own next-view probabilities: a reference for any recommender.
 
     For each query (a user index and its item indices, oldest first), the mixture the
-    simulation draws the next view from: successors of the last item, other
-    successors of the page it came from (back navigation, when the last item was a
-    successor of the one before), and the user's tastes and popularity. It knows
+    simulation draws the next view from (:class:`NextView`, without a sale). It knows
     what no model sees (the tastes, the successor lists) but leaves out what needs
     the target's time (flash sales, session starts), so ranking by it shows what the
     sequential and taste structure allows; it is not a strict ceiling (a model that
@@ -486,44 +589,10 @@ def next_view_mixture(cfg: GeneratorConfig, users: np.ndarray, histories: list[n
     Returns:
         ``[len(users), num_items]`` probabilities.
     """
-    cat = build_catalog(cfg)
-    n = cat.num_items
-    fav = np.zeros((2, cfg.num_users), dtype=np.int64)
-    fav_brand = np.zeros(cfg.num_users, dtype=np.int64)
-    for block in range(num_blocks(cfg)):
-        ids = np.arange(block * BLOCK_USERS, min((block + 1) * BLOCK_USERS, cfg.num_users))
-        fav[:, ids], fav_brand[ids] = _draw_tastes(cat, np.random.default_rng(_block_seed(cfg, block)), ids.size)
-
-    def within(group: np.ndarray, size: int) -> np.ndarray:
-        w = np.zeros((size, n))
-        w[group, np.arange(n)] = cat.popularity
-        share: np.ndarray = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
-        return share
-
-    by_category, by_brand = within(cat.category, cfg.num_categories), within(cat.brand, cfg.num_brands)
-    slot_p = np.diff(np.concatenate([[0.0], cat.successor_cdf]))
-    out = np.zeros((len(users), n))
+    truth = NextView.build(cfg)
+    out = np.zeros((len(users), truth.catalog.num_items))
     for row, (user, hist) in enumerate(zip(users, histories, strict=True)):
-        taste = (
-            _P_CATEGORY
-            * (_P_FIRST_CATEGORY * by_category[fav[0, user]] + (1 - _P_FIRST_CATEGORY) * by_category[fav[1, user]])
-            + _P_BRAND * by_brand[fav_brand[user]]
-            + (1 - _P_CATEGORY - _P_BRAND) * cat.popularity
-        )
-        if len(hist) == 0:
-            out[row] = taste
-            continue
-        last = int(hist[-1])
-        follow = np.zeros(n)
-        np.add.at(follow, cat.successors[last], slot_p)
-        p_back, back = 0.0, np.zeros(n)
-        if len(hist) > 1 and last in cat.successors[int(hist[-2])]:
-            np.add.at(back, cat.successors[int(hist[-2])], slot_p)
-            back[last] = 0.0
-            if back.sum() > 0:
-                p_back, back = cfg.back_probability, back / back.sum()
-        rest = 1.0 - cfg.follow_probability - p_back
-        out[row] = cfg.follow_probability * follow + p_back * back + rest * taste
+        out[row] = truth.probabilities(int(user), [int(x) for x in hist])
     return out
 
 

@@ -83,6 +83,8 @@ LIVE_FIELDS: tuple[EventField, ...] = (
     EventField("event_id", "string", True, "the client's id of the event, or one the collector gave it"),
     EventField("request_id", "string", False, "the :recommend reply whose item the event is about"),
     EventField("position", "int", False, "the item's 1-based rank in that reply"),
+    EventField("experiment", "string", False, "the online experiment the reply was part of (impressions)"),
+    EventField("arm", "string", False, "the experiment arm that served the reply (impressions)"),
     EventField("ack_time", "double", True, "when the collector acknowledged the event (epoch seconds)"),
 )
 #: The fields of one landing record (a JSON line under ``data/landing``).

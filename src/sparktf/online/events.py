@@ -85,7 +85,18 @@ LANDING_NAMES: tuple[str, ...] = tuple(f.name for f in LANDING_FIELDS)
 #: The longest ``event_id`` / ``request_id`` accepted.
 MAX_ID_CHARS = 200
 _KNOWN = frozenset(LANDING_NAMES) | {CORRUPT_RECORD}
-_TEXT_FIELDS = ("user_id", "item_id", "event_type", "session_id", "category", "brand", "sale_id", "request_id")
+_TEXT_FIELDS = (
+    "user_id",
+    "item_id",
+    "event_type",
+    "session_id",
+    "category",
+    "brand",
+    "sale_id",
+    "request_id",
+    "experiment",
+    "arm",
+)
 _MAX_INT32 = 2**31 - 1
 
 
@@ -223,9 +234,11 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
             texts[name] = _text(value)
         else:
             return fail("bad_field", f"{name} {_quoted(_text(value))} is a JSON {json_type(value)}; send a string")
+    for name in ("request_id", "experiment", "arm"):
+        value = texts[name]
+        if value is not None and len(value) > MAX_ID_CHARS:
+            return fail("bad_field", f"{name} {_quoted(value)} is longer than {MAX_ID_CHARS} characters")
     request_id = texts["request_id"]
-    if request_id is not None and len(request_id) > MAX_ID_CHARS:
-        return fail("bad_field", f"request_id {_quoted(request_id)} is longer than {MAX_ID_CHARS} characters")
 
     event_id = raw.get("event_id")
     if event_id is not None and (not isinstance(event_id, str) or not event_id.strip() or len(event_id) > MAX_ID_CHARS):
@@ -263,6 +276,8 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
         "event_id": event_id,
         "request_id": request_id,
         "position": position,
+        "experiment": texts["experiment"],
+        "arm": texts["arm"],
         "ack_time": float(ack_time),
     }
     return Checked(event, None, None, ignored)
