@@ -50,6 +50,8 @@ def test_model_and_serve_paths_given_arrive_unchanged(tmp_path: Path) -> None:
         landing_dir=str(tmp_path / "work" / "data" / "landing"),
         online=cfg.online,
         online_path=str(tmp_path / "work" / "online" / "online.db"),
+        experiment=None,
+        experiment_dir="",
     )
     assert args.settings.port == 9123
 

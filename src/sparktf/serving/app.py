@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sparktf.online.events import EventRules
     from sparktf.online.landing import LandingWriter
     from sparktf.online.store import OnlineStore
+    from sparktf.serving.experiment import ServedExperiment
 
 __all__ = ["create_app"]
 
@@ -48,6 +49,7 @@ def create_app(
     events: EventRules | None = None,
     landing: LandingWriter | None = None,
     online: OnlineStore | None = None,
+    experiment: ServedExperiment | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``repository`` under the settings ``cfg``.
 
@@ -59,13 +61,20 @@ def create_app(
     ``POST /v1/events`` checks events against ``events`` and makes the accepted ones
     durable with ``landing``; without both it answers 503. ``online`` gives :recommend and
     the web page each user's live history (the stream writes it). The app closes both
-    when it stops.
+    when it stops. ``experiment`` splits :recommend traffic between its arms and logs the
+    impressions with ``landing`` (it needs ``events`` and ``landing``).
+
+    Raises:
+        ServingError: an experiment without the means to log its impressions.
     """
     features = features or FeatureLookup()
     metrics = ServerMetrics()
     body_timeout = cfg.body_timeout_s if body_timeout_s is None else body_timeout_s
     state = ServerState(repository, cfg, features, metrics, body_timeout)
     state.events, state.landing, state.online = events, landing, online
+    if experiment is not None:
+        experiment.check_rules(events, landing)
+        state.experiment = experiment
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

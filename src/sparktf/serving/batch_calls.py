@@ -87,17 +87,18 @@ def predict_batch(servable: Any, signature: str, items: list[dict[str, np.ndarra
 
 async def run_recommend(
     batcher: MicroBatcher[Any, Any],
-    lv: LoadedVersion,
+    recommender: Any,
     query: RecommendQuery,
     online: OnlineStore | None = None,
     metrics: ServerMetrics | None = None,
 ) -> dict[str, Any]:
     """One ``:recommend`` query, answered in one model call and one index search with the
     concurrent queries of the same version; ``online`` (when given) gives the live
-    histories of the batch's users."""
-    run = partial(recommend_batch, lv.recommender, online, metrics)
-    # A lane keeps the run function it was made with: one lane per version and store.
-    reply: dict[str, Any] = await batcher.submit(("recommend", id(lv), id(online)), query, 1, run)
+    histories of the batch's users. ``recommender`` is a version's
+    :class:`~sparktf.serving.recommend.VersionRecommender` or an experiment's baseline arm."""
+    run = partial(recommend_batch, recommender, online, metrics)
+    # A lane keeps the run function it was made with: one lane per recommender and store.
+    reply: dict[str, Any] = await batcher.submit(("recommend", id(recommender), id(online)), query, 1, run)
     return reply
 
 

@@ -98,6 +98,30 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        # Experiments (issue 17): the guardrails of `sparktf experiment report` read these per arm.
+        self.arm_requests = Counter(
+            "sparktf_experiment_requests",
+            ":recommend requests assigned to an experiment arm, by outcome: ok, or error (any failure "
+            "after the arm was chosen, e.g. its model version not loaded).",
+            ["experiment", "arm", "outcome"],
+            registry=self.registry,
+        )
+        self.arm_latency = Histogram(
+            "sparktf_experiment_request_latency_seconds",
+            ":recommend latency of an experiment arm's requests, from the arm's choice to the reply "
+            "(impressions logged).",
+            ["experiment", "arm"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.impressions = Counter(
+            "sparktf_experiment_impressions",
+            "Items shown by an experiment arm, by outcome: logged (durable in the landing directory) or "
+            "lost (the landing write failed; the reply said impressions_logged = false).",
+            ["experiment", "arm", "outcome"],
+            registry=self.registry,
+        )
+
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)

@@ -73,6 +73,10 @@ RECOMMEND_BODY: dict[str, Any] = {
                     "exclude": {"type": "array", "items": {"type": "string"}},
                     "exclude_seen": {"type": "boolean"},
                     "attributes": {"type": "boolean"},
+                    "session_id": {
+                        "type": "string",
+                        "description": "The client's session: assigns anonymous traffic to an experiment arm.",
+                    },
                 },
             },
             "example": {"user_id": "u1", "history": ["i3", "i7"], "k": 10},

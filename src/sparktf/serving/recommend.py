@@ -48,12 +48,16 @@ if TYPE_CHECKING:
 __all__ = [
     "RecommendQuery",
     "VersionRecommender",
+    "add_attributes",
+    "base_reply",
+    "exclusions",
     "has_recommender_signature",
     "is_recommender_export",
     "live_block",
     "missing_export_parts",
     "needs_live",
     "parse_recommend_request",
+    "query_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,8 @@ class RecommendQuery:
         exclude: item ids never to return.
         exclude_seen: leave out the user's seen items; None takes the server's default.
         attributes: add item attributes to each returned item.
+        session_id: the client's session; an experiment assigns anonymous traffic (no
+            ``user_id``) by it, and the impressions of the reply carry it.
     """
 
     user_id: str | None
@@ -83,6 +89,7 @@ class RecommendQuery:
     exclude: tuple[str, ...] = ()
     exclude_seen: bool | None = None
     attributes: bool = False
+    session_id: str | None = None
 
 
 def parse_recommend_request(body: Mapping[str, Any], *, default_k: int, max_k: int) -> RecommendQuery:
@@ -95,7 +102,7 @@ def parse_recommend_request(body: Mapping[str, Any], *, default_k: int, max_k: i
     Raises:
         ServingError: 400 naming the field, the value and what is allowed.
     """
-    allowed = ("user_id", "history", "k", "exclude", "exclude_seen", "attributes")
+    allowed = ("user_id", "history", "k", "exclude", "exclude_seen", "attributes", "session_id")
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise bad_request(f"Unknown field {unknown[0]!r} in the :recommend request; allowed: {', '.join(allowed)}.")
@@ -104,6 +111,11 @@ def parse_recommend_request(body: Mapping[str, Any], *, default_k: int, max_k: i
         if not isinstance(user, str | int) or isinstance(user, bool):
             raise bad_request(f"'user_id' must be a string; got {type(user).__name__} {user!r:.60}.")
         user = _id_text(user, "'user_id'")
+    session = body.get("session_id")
+    if session is not None:
+        if not isinstance(session, str | int) or isinstance(session, bool):
+            raise bad_request(f"'session_id' must be a string; got {type(session).__name__} {session!r:.60}.")
+        session = _id_text(session, "'session_id'")
     history = _id_list(body.get("history"), "history", MAX_HISTORY)
     exclude = _id_list(body.get("exclude"), "exclude", MAX_EXCLUDE)
     k = body.get("k", default_k)
@@ -122,6 +134,7 @@ def parse_recommend_request(body: Mapping[str, Any], *, default_k: int, max_k: i
         exclude=exclude,
         exclude_seen=flags["exclude_seen"],
         attributes=bool(flags["attributes"]),
+        session_id=session,
     )
 
 
@@ -272,18 +285,7 @@ class VersionRecommender:
         model_rows: list[int] = []
         for i, (q, (history, source)) in enumerate(zip(queries, contexts, strict=True)):
             reason = self._fallback_reason(q, history, model_histories[i], q_emb[i])
-            replies[i] = {
-                "user_id": q.user_id,
-                "history": list(history),
-                "history_source": source,
-                "unknown_items": unknown[i],
-                "fallback": "popular" if reason else None,
-                "reason": reason,
-            }
-            if source == "live" and live is not None and q.user_id is not None:
-                replies[i]["live"] = live_block(live[q.user_id])
-            if live_error is not None and needs_live(q):
-                replies[i]["live_error"] = live_error
+            replies[i] = base_reply(q, history, source, live, live_error, unknown=unknown[i], reason=reason)
             if not reason:
                 model_rows.append(i)
         if model_rows:
@@ -303,21 +305,11 @@ class VersionRecommender:
                 popular = [x for x in self.item_ids if x not in excluded][: q.k]
                 replies[i]["items"] = [{"item_id": x, "score": None} for x in popular]
             if q.attributes:
-                for item in replies[i]["items"]:
-                    item.update({k: v for k, v in self.features.items.get(item["item_id"], {}).items()})
+                add_attributes(replies[i]["items"], self.features)
         return replies
 
     def _context(self, q: RecommendQuery, live: Mapping[str, UserState] | None) -> tuple[tuple[str, ...], str]:
-        """The history a query is answered with and where it comes from: the request, the
-        user's live history (the online store), the features tables, or none."""
-        if q.history:
-            return q.history, "request"
-        state = live.get(q.user_id) if live is not None and q.user_id is not None else None
-        if state is not None and state.items:
-            return tuple(state.items), "live"
-        if q.user_id is not None and q.user_id in self.features.recent:
-            return tuple(self.features.recent[q.user_id]), "features"
-        return (), "none"
+        return query_context(q, live, self.features)
 
     def _fallback_reason(
         self, q: RecommendQuery, history: Sequence[str], used: Sequence[str], q_emb: np.ndarray
@@ -339,16 +331,69 @@ class VersionRecommender:
         return None
 
     def _exclusions(self, q: RecommendQuery, history: Sequence[str]) -> set[str]:
-        """The request's exclusions, plus (with exclude_seen) everything the user interacted
-        with: the seen items of the features and the history used as context (the live
-        history when that is the context), as the batch recommendations do."""
-        excluded = set(q.exclude)
-        use_seen = self.exclude_seen if q.exclude_seen is None else q.exclude_seen
-        if use_seen:
-            excluded |= set(history)
-            if q.user_id is not None:
-                excluded |= self.features.seen.get(q.user_id, frozenset())
-        return excluded
+        return exclusions(q, history, self.features, self.exclude_seen)
+
+
+def base_reply(
+    q: RecommendQuery,
+    history: Sequence[str],
+    source: str,
+    live: Mapping[str, UserState] | None,
+    live_error: str | None,
+    *,
+    unknown: Sequence[str] = (),
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """What every ``:recommend`` reply says of its context, whatever ranks the items: the
+    history used and where it came from (with the live block when it was live), the unknown
+    items, the popular fallback's reason, and why the store could not be read."""
+    reply: dict[str, Any] = {
+        "user_id": q.user_id,
+        "history": list(history),
+        "history_source": source,
+        "unknown_items": list(unknown),
+        "fallback": "popular" if reason else None,
+        "reason": reason,
+    }
+    if source == "live" and live is not None and q.user_id is not None:
+        reply["live"] = live_block(live[q.user_id])
+    if live_error is not None and needs_live(q):
+        reply["live_error"] = live_error
+    return reply
+
+
+def add_attributes(items: Sequence[dict[str, Any]], features: FeatureLookup) -> None:
+    """Add each item's attributes from the features (``"attributes": true``)."""
+    for item in items:
+        item.update(dict(features.items.get(str(item["item_id"]), {})))
+
+
+def query_context(
+    q: RecommendQuery, live: Mapping[str, UserState] | None, features: FeatureLookup
+) -> tuple[tuple[str, ...], str]:
+    """The history a query is answered with and where it comes from: the request, the
+    user's live history (the online store), the features tables, or none."""
+    if q.history:
+        return q.history, "request"
+    state = live.get(q.user_id) if live is not None and q.user_id is not None else None
+    if state is not None and state.items:
+        return tuple(state.items), "live"
+    if q.user_id is not None and q.user_id in features.recent:
+        return tuple(features.recent[q.user_id]), "features"
+    return (), "none"
+
+
+def exclusions(q: RecommendQuery, history: Sequence[str], features: FeatureLookup, exclude_seen: bool) -> set[str]:
+    """The request's exclusions, plus (with exclude_seen) everything the user interacted
+    with: the seen items of the features and the history used as context (the live
+    history when that is the context), as the batch recommendations do."""
+    excluded = set(q.exclude)
+    use_seen = exclude_seen if q.exclude_seen is None else q.exclude_seen
+    if use_seen:
+        excluded |= set(history)
+        if q.user_id is not None:
+            excluded |= features.seen.get(q.user_id, frozenset())
+    return excluded
 
 
 def needs_live(q: RecommendQuery) -> bool:

@@ -3,7 +3,9 @@
 * TF Serving: ``GET /v1/models/{name}[/versions/{v}|/labels/{l}]`` (status),
   ``.../metadata``, ``POST ...:predict``, ``POST ...:regress`` / ``...:classify``
   (examples mapped onto a predict signature's named inputs).
-* ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:recommend``.
+* ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:recommend``; with an experiment
+  (``[experiment]``), a request without a version or label is answered by its unit's arm
+  (:mod:`~sparktf.serving.experiment`), and every reply says ``experiment`` and ``arm``.
 * ``GET /healthz`` (alive), ``GET /readyz`` (a version is loaded and warmed up),
   ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (poll the source now).
 * ``GET /v1/users`` and ``/v1/users/{id}`` (for the page: the features' recent items and
@@ -18,8 +20,10 @@ says what is wrong; :mod:`~sparktf.serving.openapi` documents each body.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from functools import partial
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -31,12 +35,14 @@ from sparktf.errors import ServingError
 from sparktf.serving import tfserving as tfs
 from sparktf.serving.batch_calls import lookup_live, run_predict, run_recommend
 from sparktf.serving.error_handlers import json_response
+from sparktf.serving.experiment import ServedExperiment, clock, impression_events, log_impressions
 from sparktf.serving.openapi import ERRORS, EXAMPLES_BODY, JSON, PREDICT_BODY, RECOMMEND_BODY, docs_page
 from sparktf.serving.recommend import RecommendQuery, live_block, parse_recommend_request
 from sparktf.serving.repository import LoadedVersion, Snapshot
 from sparktf.serving.state import ServerState, VersionInUse
 
 if TYPE_CHECKING:
+    from sparktf.experiments.assignment import Arm
     from sparktf.online.store import OnlineStore
 
 __all__ = ["add_routes"]
@@ -115,20 +121,35 @@ def _add_tf_serving_api(app: FastAPI, state: ServerState) -> None:
         return json_response(payload, headers={"X-Model-Version": str(lv.version)})
 
     async def recommend(request: Request, model_name: str, version: str | None, label: str | None) -> Response:
-        lv = _resolve(repository.snapshot, model_name, version, label)
-        with VersionInUse(lv):
-            if lv.recommender is None:
-                raise tfs.bad_request(
-                    f"Model {model_name!r} version {lv.version} is not a sparktf recommender export "
-                    "(no assets.extra/sparktf.json with item embeddings), so it cannot answer :recommend; "
-                    "use :predict."
-                )
+        experiment = state.experiment
+        if experiment is not None and version is None and label is None and model_name == repository.name:
             body = tfs.parse_json_body(await _read_body(request, cfg.max_body_bytes))
             query = parse_recommend_request(body, default_k=cfg.default_k, max_k=cfg.max_k)
-            reply = await run_recommend(state.require_batcher(), lv, query, _live_store(state), state.metrics)
+            arm = experiment.pick(query)
+            if arm is not None:
+                return await _recommend_arm(state, experiment, arm, model_name, query)
+            lv = _resolve(repository.snapshot, model_name, version, label)
+        else:
+            lv = _resolve(repository.snapshot, model_name, version, label)
+            query = None
+        with VersionInUse(lv):
+            _require_recommender(lv, model_name)
+            if query is None:
+                body = tfs.parse_json_body(await _read_body(request, cfg.max_body_bytes))
+                query = parse_recommend_request(body, default_k=cfg.default_k, max_k=cfg.max_k)
+            reply = await run_recommend(
+                state.require_batcher(), lv.recommender, query, _live_store(state), state.metrics
+            )
         # The id a client sends back with the events the reply leads to (a click's request_id).
         request_id = uuid.uuid4().hex
-        out = {"request_id": request_id, "model_name": model_name, "model_version": str(lv.version), "k": query.k}
+        out = {
+            "request_id": request_id,
+            "experiment": None,
+            "arm": None,
+            "model_name": model_name,
+            "model_version": str(lv.version),
+            "k": query.k,
+        }
         out.update(reply)
         headers = {"X-Model-Version": str(lv.version), "X-Request-Id": request_id}
         return json_response(tfs.encode_json(out), headers=headers)
@@ -178,6 +199,100 @@ def _bind(handler: _Handler, version: str | None, label: str | None) -> Callable
         return await handler(request, model_name, None, None)
 
     return plain
+
+
+def _require_recommender(lv: LoadedVersion, model_name: str) -> None:
+    if lv.recommender is None:
+        raise tfs.bad_request(
+            f"Model {model_name!r} version {lv.version} is not a sparktf recommender export "
+            "(no assets.extra/sparktf.json with item embeddings), so it cannot answer :recommend; "
+            "use :predict."
+        )
+
+
+async def _recommend_arm(
+    state: ServerState, experiment: ServedExperiment, arm: Arm, model_name: str, query: RecommendQuery
+) -> Response:
+    """``:recommend`` by an experiment arm: its model or baseline answers, the shown items
+    are logged as impressions, and the arm's outcome and latency are counted."""
+    started = time.perf_counter()
+    metrics = state.metrics
+    try:
+        lv: LoadedVersion | None = None
+        if arm.model.kind == "baseline":
+            recommender: Any = experiment.baselines[arm.model.value]
+        else:
+            snap = state.repository.snapshot
+            if arm.name not in snap.labels or snap.labels[arm.name] not in snap.versions:
+                raise ServingError(
+                    f"Experiment {experiment.name!r}: arm {arm.name!r} serves {model_name} "
+                    f"{'@' + arm.model.value if arm.model.kind == 'alias' else 'version ' + arm.model.value}, "
+                    "which is not loaded (yet, or it failed to load: see /v1/models/" + model_name + ").",
+                    hint="Retry shortly; check the registry alias or version the arm names.",
+                    status=503,
+                )
+            lv = snap.versions[snap.labels[arm.name]]
+            recommender = lv.recommender
+        with VersionInUse(lv) if lv is not None else nullcontext():
+            if lv is not None:
+                _require_recommender(lv, model_name)
+            reply = await run_recommend(state.require_batcher(), recommender, query, _live_store(state), metrics)
+        request_id = uuid.uuid4().hex
+        now = clock()
+        assert state.events is not None and state.landing is not None  # checked when the app was made
+        records = impression_events(
+            experiment=experiment.name,
+            arm=arm.name,
+            request_id=request_id,
+            query=query,
+            items=reply["items"],
+            features=state.features,
+            rules=state.events,
+            now=now,
+        )
+        logged = await log_impressions(state.landing, records, metrics, experiment.name, arm.name)
+    except Exception:
+        metrics.arm_requests.labels(experiment.name, arm.name, "error").inc()
+        raise
+    metrics.arm_requests.labels(experiment.name, arm.name, "ok").inc()
+    metrics.arm_latency.labels(experiment.name, arm.name).observe(time.perf_counter() - started)
+    out: dict[str, Any] = {
+        "request_id": request_id,
+        "experiment": experiment.name,
+        "arm": arm.name,
+        "model_name": model_name,
+        "model_version": str(lv.version) if lv is not None else None,
+        "baseline": arm.model.value if arm.model.kind == "baseline" else None,
+        "k": query.k,
+        "impressions_logged": logged,
+    }
+    out.update(reply)
+    headers = {"X-Request-Id": request_id, "X-Experiment-Arm": arm.name}
+    if lv is not None:
+        headers["X-Model-Version"] = str(lv.version)
+    return json_response(tfs.encode_json(out), headers=headers)
+
+
+def _experiment_file(state: ServerState, name: str, *, binary: bool = False) -> Any:
+    """A file the report wrote in the experiment's folder (a fixed name, never a path from the
+    request): the JSON decoded, or the bytes; None when there is none yet."""
+    import json
+    import os
+
+    if not state.experiment_dir:
+        return None
+    path = os.path.join(state.experiment_dir, name)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if binary:
+        return data
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
 
 
 def _live_store(state: ServerState) -> OnlineStore | None:
@@ -276,6 +391,34 @@ def _add_operations(app: FastAPI, state: ServerState) -> None:
 
 def _add_page(app: FastAPI, state: ServerState) -> None:
     features = state.features
+
+    @app.get("/v1/experiment", summary="The online experiment: its arms, and its latest report", responses=ERRORS)
+    async def experiment() -> Response:
+        exp = state.experiment
+        if exp is None:
+            return json_response(tfs.encode_json({"experiment": None}))
+        shares = exp.assignment.shares
+        doc: dict[str, Any] = {
+            "experiment": exp.name,
+            "control": exp.assignment.control,
+            "arms": [
+                {"name": a.name, "model": a.model.value, "kind": a.model.kind, "share": shares[a.name]}
+                for a in exp.assignment.arms
+            ],
+            "report": _experiment_file(state, "report.json"),
+        }
+        return json_response(tfs.encode_json(doc))
+
+    @_get_and_head(
+        app, "/v1/experiment/ctr.png", summary="The experiment's cumulative CTR chart", response_class=Response
+    )
+    async def experiment_chart() -> Response:
+        data = _experiment_file(state, "ctr.png", binary=True)
+        if data is None:
+            raise ServingError(
+                "No experiment chart yet.", hint="Run `sparktf experiment report` to make one.", status=404
+            )
+        return Response(data, media_type="image/png")
 
     @app.get("/v1/users", summary="Users known from the features tables (for the web page)", responses=ERRORS)
     async def users(prefix: str = "", limit: int = 100) -> Response:

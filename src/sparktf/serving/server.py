@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 from sparktf.config import OnlineConfig, ServeConfig
 from sparktf.errors import ServingError
 from sparktf.registry.uri import is_model_uri
+from sparktf.serving.experiment import ServedExperiment, arm_labels
 from sparktf.serving.features import load_features
 from sparktf.serving.repository import ModelRepository, load_version, source_for
 
 if TYPE_CHECKING:
+    from sparktf.experiments.assignment import Assignment
     from sparktf.online.events import EventRules
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "build_app", "serve", "uvicorn_config"]
@@ -52,6 +54,8 @@ def build_app(
     landing_dir: str = "",
     online: OnlineConfig | None = None,
     online_path: str = "",
+    experiment: Assignment | None = None,
+    experiment_dir: str = "",
 ) -> tuple[Any, ModelRepository]:
     """The app and its repository for ``model`` (registry URI or base path).
 
@@ -67,10 +71,17 @@ def build_app(
         online: the ``[online]`` section, whose store gives :recommend the live histories
             (None: no live histories).
         online_path: the SQLite file of ``online.store = "sqlite"``.
+        experiment: the online experiment's arms (None: no experiment). Model arms become
+            labels of the repository (the arm's name → its alias or version), so they load
+            and hot-reload beside the followed version; baseline arms are built from the features.
+        experiment_dir: where ``sparktf experiment report`` writes the experiment's report and
+            chart (``GET /v1/experiment`` and the page show them); "" for none.
 
     Raises:
         ServingError: ``model`` is neither a ``models:/`` URI the server can follow nor a local
-            path, or it names a registry whose SQLite store does not exist.
+            path, or it names a registry whose SQLite store does not exist; an experiment arm
+            that cannot be served (an alias arm on a base path, a label clash, no features for
+            a baseline, no landing directory for its impressions).
     """
     from sparktf.serving.app import create_app
 
@@ -85,12 +96,17 @@ def build_app(
                 "at the run's store, or serve a base path with --model /path/to/base.",
             )
     features = load_features(features_path)
+    labels = dict(settings.labels)
+    served = None
+    if experiment is not None:
+        served = _served_experiment(experiment, model, labels, features, settings.exclude_seen)
+        labels.update(arm_labels(experiment))
     source = source_for(
         model,
         tracking_uri=tracking_uri,
         cache_dir=cache_dir or tempfile.mkdtemp(prefix="sparktf-serve-"),
         pinned=settings.versions,
-        labels=settings.labels,
+        labels=labels,
     )
     loader = partial(load_version, features=features, index_path=index_path, exclude_seen=settings.exclude_seen)
     repository = ModelRepository(source, loader, settings.model_name)
@@ -104,8 +120,39 @@ def build_app(
         from sparktf.online.store import open_store
 
         live_store = open_store(online, online_path, readonly=True)
-    app = create_app(repository, settings, features, events=events, landing=landing, online=live_store)
+    app = create_app(
+        repository, settings, features, events=events, landing=landing, online=live_store, experiment=served
+    )
+    app.state.sparktf.experiment_dir = experiment_dir
     return app, repository
+
+
+def _served_experiment(
+    experiment: Assignment, model: str, labels: dict[str, str], features: Any, exclude_seen: bool
+) -> ServedExperiment:
+    from sparktf.serving.baselines import load_baseline
+
+    for arm in experiment.arms:
+        if arm.model.kind == "baseline":
+            continue
+        if arm.name in labels:
+            raise ServingError(
+                f"Experiment arm {arm.name!r} would be a label of the served model, and serve.labels already "
+                f"has {arm.name!r}.",
+                hint="Rename the arm or the label.",
+            )
+        if arm.model.kind == "alias" and not is_model_uri(model):
+            raise ServingError(
+                f"Experiment arm {arm.name!r} serves the registry alias @{arm.model.value}, but the server "
+                f"serves the base path {model}, which has no aliases.",
+                hint="Serve models:/<name>@<alias>, or give the arm a version number.",
+            )
+    baselines = {
+        arm.model.value: load_baseline(arm.model.value, features, exclude_seen=exclude_seen)
+        for arm in experiment.arms
+        if arm.model.kind == "baseline"
+    }
+    return ServedExperiment(experiment, baselines)
 
 
 def uvicorn_config(app: Any, settings: ServeConfig, *, port: int | None = None, log_level: str = "warning") -> Any:
@@ -140,6 +187,8 @@ def serve(
     landing_dir: str = "",
     online: OnlineConfig | None = None,
     online_path: str = "",
+    experiment: Assignment | None = None,
+    experiment_dir: str = "",
 ) -> None:
     """Serve until SIGTERM or SIGINT (Ctrl-C), then return after a graceful shutdown.
 
@@ -172,6 +221,8 @@ def serve(
         landing_dir=landing_dir,
         online=online,
         online_path=online_path,
+        experiment=experiment,
+        experiment_dir=experiment_dir,
     )
     _say(
         f"sparktf serve: {model} as /v1/models/{repository.name} on http://{settings.host}:{settings.port} "
@@ -179,6 +230,14 @@ def serve(
         f"{', bearer token required' if settings.auth_token else ''})"
     )
     _say(_online_line(settings, landing_dir, online, online_path))
+    if experiment is not None:
+        shares = experiment.shares
+        arms = ", ".join(
+            f"{a.name} = {a.model.value if a.model.kind == 'baseline' else ('@' if a.model.kind == 'alias' else 'v') + a.model.value}"
+            f" ({shares[a.name]:.0%})"
+            for a in experiment.arms
+        )
+        _say(f"sparktf serve: experiment {experiment.experiment!r}: {arms}; control {experiment.control}")
     server = uvicorn.Server(uvicorn_config(app, settings))
     with _stop_signals() as received:
         server.run()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sparktf.online.events import EventRules
     from sparktf.online.landing import LandingWriter
     from sparktf.online.store import OnlineStore
+    from sparktf.serving.experiment import ServedExperiment
 
 __all__ = ["BODY_TIMEOUT_S", "ServerState", "VersionInUse"]
 
@@ -56,6 +57,9 @@ class ServerState:
         self.events: EventRules | None = None
         self.landing: LandingWriter | None = None
         self.online: OnlineStore | None = None
+        # The online experiment (issue 17), when one runs: arms, baselines, impressions.
+        self.experiment: ServedExperiment | None = None
+        self.experiment_dir = ""
         self.in_flight = 0
 
     def require_batcher(self) -> MicroBatcher[Any, Any]:

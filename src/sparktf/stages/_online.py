@@ -4,10 +4,29 @@ open. One home, so ``sparktf serve``, ``sparktf stream`` and ``sparktf live`` ca
 
 from __future__ import annotations
 
-from sparktf.config import Config
+from sparktf.config import Config, ExperimentConfig
+from sparktf.experiments.assignment import Arm, Assignment, parse_arm_model
 from sparktf.online.events import EventRules
 
-__all__ = ["event_rules", "landing_dir", "online_sqlite_path", "served_online_path"]
+__all__ = ["assignment", "event_rules", "landing_dir", "online_sqlite_path", "served_online_path"]
+
+
+def assignment(cfg: ExperimentConfig) -> Assignment | None:
+    """The experiment the server splits traffic by (``[experiment]``), or None without a name.
+
+    The salt defaults to the name; the control to the first arm. The server, the simulator
+    (for its per-arm truth) and the report all take it from here.
+    """
+    if not cfg.active:
+        return None
+    arms = tuple(Arm(a.name, parse_arm_model(a.model), a.weight) for a in cfg.arms)
+    return Assignment(
+        experiment=cfg.name,
+        salt=cfg.salt or cfg.name,
+        arms=arms,
+        control=cfg.control_arm,
+        buckets=cfg.buckets,
+    )
 
 
 def event_rules(cfg: Config) -> EventRules:

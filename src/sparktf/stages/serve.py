@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass, fields
 
 from sparktf.config import Config, OnlineConfig, ServeConfig
+from sparktf.experiments.assignment import Assignment
 from sparktf.online.events import EventRules
-from sparktf.stages._online import event_rules, landing_dir, served_online_path
+from sparktf.stages._online import assignment, event_rules, landing_dir, served_online_path
 
 __all__ = ["ServeArgs", "run_serve", "serve_args"]
 
@@ -35,6 +36,9 @@ class ServeArgs:
         online: the ``[online]`` section (the live histories :recommend reads).
         online_path: the online store's SQLite file (``online.store = "sqlite"``; "" for a
             remote workdir: the server then reads no live histories).
+        experiment: the online experiment (``[experiment]``), None when it has no name.
+        experiment_dir: ``<workdir>/experiments/<name>`` (its report, for the page), "" when
+            there is no experiment or the workdir is remote.
     """
 
     settings: ServeConfig
@@ -47,6 +51,8 @@ class ServeArgs:
     landing_dir: str
     online: OnlineConfig
     online_path: str
+    experiment: Assignment | None
+    experiment_dir: str
 
 
 def serve_args(cfg: Config, model: str | None) -> ServeArgs:
@@ -73,6 +79,10 @@ def serve_args(cfg: Config, model: str | None) -> ServeArgs:
         landing_dir=landing_dir(cfg),
         online=cfg.online,
         online_path=served_online_path(cfg),
+        experiment=assignment(cfg.experiment),
+        experiment_dir=(
+            os.path.join(paths.experiments, cfg.experiment.name) if cfg.experiment.active and paths.is_local else ""
+        ),
     )
 
 
