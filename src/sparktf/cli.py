@@ -43,6 +43,7 @@ _PIPELINE_HELP = "\n".join(
         "",
         "Serving: `sparktf serve` answers REST requests with the champion model.",
         "Online: `sparktf live` runs the server and `sparktf stream`, which turns posted events into live histories.",
+        "Experiments: `sparktf simulate` sends shoppers; `sparktf experiment report|conclude` reads the outcome.",
     ]
 )
 
@@ -482,6 +483,80 @@ def live(
         options += ["--set", f"serve.port={port}"]
     cfg = _load(config, [*(set_ or []), *([f"serve.port={port}"] if port is not None else [])], workdir, master)
     run_live(cfg, options, console, serve_options=["--model", model] if model else [])
+
+
+@app.command()
+def simulate(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Seconds to run (simulate.duration_s).", show_default=False)
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Requests per second at most (simulate.rate).", show_default=False)
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="simulate.seed.", show_default=False)] = None,
+) -> None:
+    """Drive the running server with simulated shoppers from the generator's own world.
+
+    Each session asks :recommend, clicks with a position bias on what it truly wants next,
+    browses, adds to cart and buys, and posts every event back; the run prints what it sent
+    and each arm's true CTR (saved under <workdir>/experiments/). Start `sparktf live` first.
+    """
+    from sparktf.stages.experiment import run_simulate
+
+    sets = list(set_ or [])
+    for name, value in (("duration_s", duration), ("rate", rate), ("seed", seed)):
+        if value is not None:
+            sets.append(f"simulate.{name}={value}")
+    run_simulate(_load(config, sets, workdir, master), console)
+
+
+experiment_app = typer.Typer(
+    help="The online experiment of [experiment]: its report and its conclusion.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("report")
+def experiment_report(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Per-arm CTR, add-to-cart and purchase rates with user-level 95% intervals, each arm's lift
+    over the control, the sample-ratio test, guardrails from the server's /metrics, a CTR chart,
+    and the decision; saved under <workdir>/experiments/<name>/ and logged to MLflow."""
+    from sparktf.runlog import RunLog
+    from sparktf.stages.experiment import run_report
+
+    cfg = _load(config, set_, workdir, master)
+    with RunLog(cfg.paths.log_file, title="sparktf experiment report", verbose=verbose):
+        run_report(cfg, console)
+
+
+@experiment_app.command("conclude")
+def experiment_conclude(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Apply the report's decision: promote the winning arm's version through the validation
+    gate's promotion path, or keep / stop (recorded as tags on the arms' versions)."""
+    from sparktf.runlog import RunLog
+    from sparktf.stages.experiment import run_conclude
+
+    cfg = _load(config, set_, workdir, master)
+    with RunLog(cfg.paths.log_file, title="sparktf experiment conclude", verbose=verbose):
+        run_conclude(cfg, console)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -26,10 +26,11 @@ from typing import Any, Literal, get_args, get_origin
 import pytest
 
 import sparktf
-from sparktf.config import Config, MetricThreshold
+from sparktf.config import Config, ExperimentArm, MetricThreshold
 from sparktf.errors import ConfigError
 from sparktf.spark import spark_conf
 from sparktf.stages._evaluation import eval_args
+from sparktf.stages.experiment import report_args, simulate_args
 from sparktf.stages.features import features_args
 from sparktf.stages.generate import generate_args
 from sparktf.stages.index import index_args
@@ -148,7 +149,11 @@ READS: dict[str, Reach] = {
     },
     # [serve]
     "serve.features_path": Reach("serve", lambda c: serve_args(c, None).features_path, auto_default=True),
-    "serve.index_path": Reach("serve", lambda c: serve_args(c, None).index_path),
+    # In a workdir without an index (the default workdir may hold `make run`'s, whose index
+    # would arrive in place of the empty default).
+    "serve.index_path": Reach(
+        "serve", lambda c: serve_args(c.replace(workdir="/nonexistent/sparktf"), None).index_path
+    ),
     "serve.header_timeout_s": Reach(
         "serve (uvicorn's protocol)", lambda c: _uvicorn(c).http.header_timeout_s, "serving/server.py"
     ),
@@ -193,7 +198,88 @@ READS: dict[str, Reach] = {
         lambda c: _same_for_both(serve_args(c, None).online, stream_args(c).online).key_prefix,
         "online/store.py",
     ),
+    # [experiment]: the server splits by it (serve_args), the report and conclude judge by it.
+    "experiment.name": Reach(
+        "serve, experiment report",
+        lambda c: (
+            ""
+            if not c.experiment.name
+            else _same_for_both(serve_args(c, None).experiment, report_args(c).assignment).experiment
+        ),
+    ),
+    "experiment.salt": Reach(
+        "serve (Assignment.arm_for)",
+        lambda c: serve_args(_named(c), None).experiment.salt,
+        "experiments/assignment.py",
+        auto_default=True,
+    ),
+    "experiment.arms": Reach(
+        "serve, experiment report",
+        lambda c: tuple(
+            ExperimentArm(a.name, "@" + a.model.value if a.model.kind == "alias" else a.model.value, a.weight)
+            for a in _same_for_both(serve_args(_named(c), None).experiment, report_args(_named(c)).assignment).arms
+        ),
+    ),
+    "experiment.control": Reach(
+        "experiment report (arm_results, decide)",
+        lambda c: _same_for_both(report_args(_named(c)).assignment.control, report_args(_named(c)).rule.control),
+        "experiments/report.py",
+        auto_default=True,
+    ),
+    "experiment.buckets": Reach("serve (Assignment)", lambda c: serve_args(_named(c), None).experiment.buckets),
+    "experiment.alpha": Reach(
+        "experiment report (arm_results)",
+        lambda c: report_args(_named(c)).rule.alpha,
+        "stages/experiment.py",
+    ),
+    "experiment.srm_alpha": Reach(
+        "experiment report (decide)",
+        lambda c: report_args(_named(c)).rule.srm_alpha,
+        "experiments/report.py",
+    ),
+    "experiment.min_users_per_arm": Reach(
+        "experiment report (decide)",
+        lambda c: report_args(_named(c)).rule.min_users_per_arm,
+        "experiments/report.py",
+    ),
+    "experiment.min_lift": Reach(
+        "experiment report (decide)",
+        lambda c: report_args(_named(c)).rule.min_lift,
+        "experiments/report.py",
+    ),
+    "experiment.max_error_rate": Reach(
+        "experiment report (decide)",
+        lambda c: report_args(_named(c)).rule.max_error_rate,
+        "experiments/report.py",
+    ),
+    "experiment.max_p99_latency_ms": Reach(
+        "experiment report (decide)",
+        lambda c: report_args(_named(c)).rule.max_p99_latency_ms,
+        "experiments/report.py",
+    ),
+    "experiment.promote_alias": Reach(
+        "experiment conclude", lambda c: report_args(_named(c)).promote_alias, auto_default=True
+    ),
+    # [simulate]: sparktf simulate (ShopperSimulator and its run)
+    "simulate.seed": Reach("simulate", lambda c: simulate_args(c).settings.seed, "stages/experiment.py"),
+    "simulate.duration_s": Reach("simulate", lambda c: simulate_args(c).settings.duration_s, "stages/experiment.py"),
+    "simulate.rate": Reach("simulate", lambda c: simulate_args(c).settings.rate, "stages/experiment.py"),
+    "simulate.concurrency": Reach("simulate", lambda c: simulate_args(c).settings.concurrency, "stages/experiment.py"),
+    "simulate.k": Reach("simulate", lambda c: simulate_args(c).settings.k, "stages/experiment.py"),
+    "simulate.position_bias": Reach(
+        "simulate", lambda c: simulate_args(c).settings.position_bias, "stages/experiment.py"
+    ),
+    "simulate.steps_per_session": Reach(
+        "simulate", lambda c: simulate_args(c).settings.steps_per_session, "stages/experiment.py"
+    ),
+    "simulate.dwell_s": Reach("simulate", lambda c: simulate_args(c).settings.dwell_s, "stages/experiment.py"),
+    "simulate.users": Reach("simulate", lambda c: simulate_args(c).settings.users, "stages/experiment.py"),
 }
+
+
+def _named(c: Config) -> Config:
+    """``c`` with an experiment name, so the experiment's other fields are read (a nameless one is off)."""
+    return c if c.experiment.name else c.replace(experiment=dataclasses.replace(c.experiment, name="exp"))
 
 
 def _same_for_both(serve_side: Any, stream_side: Any) -> Any:
@@ -248,7 +334,16 @@ def _carries(section: str, name: str) -> bool:
 
 
 _CANDIDATES: dict[str, list[Any]] = {
-    "str": ["local[3]", "3g", "other_name", "2026-02-01", "production", "/tmp/sparktf-reach", "models:/m@prod"],
+    "str": [
+        "local[3]",
+        "3g",
+        "other_name",
+        "2026-02-01",
+        "production",
+        "/tmp/sparktf-reach",
+        "models:/m@prod",
+        "treatment",
+    ],
 }
 
 
@@ -268,6 +363,8 @@ def _other_value(section: str, name: str, default: Any, tp: Any) -> list[Any]:
         (item,) = get_args(tp)[:1]
         if item is MetricThreshold:
             return [(MetricThreshold(metric="hr@20", min_value=0.25),)]
+        if item is ExperimentArm:
+            return [(ExperimentArm("a", "cooccurrence", 2.0), ExperimentArm("b", "@challenger", 1.0))]
         options = [tuple(reversed(default)), default[:1], (*default, *default[:1])]
         if get_origin(item) is Literal:
             options.append(tuple(get_args(item)[:1]))

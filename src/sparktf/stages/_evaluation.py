@@ -15,7 +15,10 @@ from sparktf.config import Config
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["EvalArgs", "eval_args", "load_queries", "score_export"]
+    from sparktf.registry.gate import ModelMetrics
+    from sparktf.registry.promote import EvaluateFn
+
+__all__ = ["EvalArgs", "catalogue_evaluator", "eval_args", "load_queries", "score_export"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,28 @@ def score_export(eval_set: Any, exported: Any, *, model: str, args: EvalArgs) ->
     return evaluate_scores(
         eval_set, export_score_fn(exported, eval_set.item_ids), model=model, ks=args.ks, batch_size=args.batch_size
     )
+
+
+def catalogue_evaluator(spark: SparkSession, args: EvalArgs, *, tracking_uri: str) -> EvaluateFn:
+    """The gate's ``evaluate_fn``: full-catalogue evaluation of a model URI.
+
+    The queries are read once; every model URI is downloaded and scored on them with
+    the same protocol. Results are kept per model files, so a model evaluated before
+    registration is not scored again by the promotion.
+    """
+    from sparktf.models.export import load_exported
+    from sparktf.registry.gate import as_model_metrics
+    from sparktf.registry.load import download_model, export_dir
+
+    eval_set = load_queries(spark, args)
+    done: dict[str, ModelMetrics] = {}
+
+    def evaluate(uri: str) -> ModelMetrics:
+        local, info = download_model(uri, tracking_uri=tracking_uri)
+        if local not in done:
+            exported = load_exported(export_dir(local))
+            result = score_export(eval_set, exported, model=info.label if info else uri, args=args)
+            done[local] = as_model_metrics(result)
+        return done[local]
+
+    return evaluate

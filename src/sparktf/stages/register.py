@@ -31,15 +31,12 @@ from sparktf.config import Config, GateConfig
 from sparktf.data.schema import FeaturePaths
 from sparktf.errors import PipelineError, RegistryError, ValidationGateError
 from sparktf.stages._common import spark_for
-from sparktf.stages._evaluation import EvalArgs, eval_args, load_queries, score_export
+from sparktf.stages._evaluation import catalogue_evaluator, eval_args
 from sparktf.stages.state import RegisteredVersion, RegisterResult, TrainedModel, TrainResult, read_result
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
     from rich.console import Console
 
-    from sparktf.registry.gate import ModelMetrics
-    from sparktf.registry.promote import EvaluateFn
     from sparktf.registry.registry import ModelRegistry
 
 __all__ = ["RegistryArgs", "catalogue_evaluator", "models_command", "promote_command", "registry_args", "run"]
@@ -64,31 +61,6 @@ def _registry(args: RegistryArgs) -> ModelRegistry:
     from sparktf.registry.registry import ModelRegistry
 
     return ModelRegistry(args.tracking_uri, args.registered_model)
-
-
-def catalogue_evaluator(spark: SparkSession, args: EvalArgs, *, tracking_uri: str) -> EvaluateFn:
-    """The gate's ``evaluate_fn``: full-catalogue evaluation of a model URI.
-
-    The queries are read once; every model URI is downloaded and scored on them with
-    the same protocol. Results are kept per model files, so a model evaluated before
-    registration is not scored again by the promotion.
-    """
-    from sparktf.models.export import load_exported
-    from sparktf.registry.gate import as_model_metrics
-    from sparktf.registry.load import download_model, export_dir
-
-    eval_set = load_queries(spark, args)
-    done: dict[str, ModelMetrics] = {}
-
-    def evaluate(uri: str) -> ModelMetrics:
-        local, info = download_model(uri, tracking_uri=tracking_uri)
-        if local not in done:
-            exported = load_exported(export_dir(local))
-            result = score_export(eval_set, exported, model=info.label if info else uri, args=args)
-            done[local] = as_model_metrics(result)
-        return done[local]
-
-    return evaluate
 
 
 def data_fingerprint(features_path: str) -> str:

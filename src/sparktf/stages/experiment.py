@@ -1,0 +1,470 @@
+"""``sparktf simulate`` and ``sparktf experiment report|conclude``: ``[experiment]`` and
+``[simulate]`` turned into the arguments of :mod:`sparktf.experiments`, and the outputs.
+
+* ``simulate`` drives the server at ``serve.host:serve.port`` with the generator's shoppers
+  and saves what it sent (with each arm's true CTR) under
+  ``<workdir>/experiments/<name>/simulate-<time>.json``.
+* ``experiment report`` reads ``data/live/events`` with Spark and the server's
+  ``/metrics``, writes ``report.json`` and ``ctr.png`` under ``<workdir>/experiments/<name>/``
+  (the server's page shows them), logs both to MLflow in a run tagged with the model
+  version of each arm, and prints the table and the decision.
+* ``experiment conclude`` applies the decision: ``promote`` moves the promote alias to the
+  winning arm's version through :func:`sparktf.registry.promote.promote_version` (the
+  validation gate's lock, tags and audit trail; the offline gate still has to pass), and
+  every outcome is recorded on the arms' versions as tags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sparktf.config import Config, GateConfig, GeneratorConfig, SimulateConfig
+from sparktf.errors import ConfigError, PipelineError
+from sparktf.experiments.assignment import Assignment
+from sparktf.experiments.report import DecisionRule
+from sparktf.stages._online import assignment
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sparktf.experiments.simulator import SimulationResult
+
+__all__ = [
+    "ReportArgs",
+    "SimulateArgs",
+    "report_args",
+    "run_conclude",
+    "run_report",
+    "run_simulate",
+    "simulate_args",
+]
+
+
+def _base_url(cfg: Config) -> str:
+    from sparktf.stages.live import _client_host
+
+    return f"http://{_client_host(cfg.serve.host)}:{cfg.serve.port}"
+
+
+def _require_experiment(cfg: Config) -> Assignment:
+    found = assignment(cfg.experiment)
+    if found is None:
+        raise ConfigError(
+            "No experiment is configured (experiment.name is empty).",
+            hint="Name one and its arms in [experiment] (see README, 'Online experiments'), e.g. "
+            "--set experiment.name=seq-vs-popular.",
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+@dataclass(frozen=True)
+class SimulateArgs:
+    """What ``sparktf simulate`` runs.
+
+    Attributes:
+        generator: the world the shoppers come from (``[generator]``).
+        settings: ``[simulate]``.
+        base_url: the server (``serve.host``/``serve.port``).
+        model_name: the served model's name.
+        token: ``serve.auth_token``.
+        out_dir: where the run's summary is saved ("" for a remote workdir: not saved).
+    """
+
+    generator: GeneratorConfig
+    settings: SimulateConfig
+    base_url: str
+    model_name: str
+    token: str
+    out_dir: str
+
+
+def simulate_args(cfg: Config) -> SimulateArgs:
+    if cfg.data.source != "synthetic":
+        raise ConfigError(
+            f"sparktf simulate needs the synthetic generator's world (data.source = 'synthetic'), not "
+            f"{cfg.data.source!r}: only there are the shoppers' true preferences known.",
+            hint="Run with the default data source.",
+        )
+    name = cfg.experiment.name or "no-experiment"
+    return SimulateArgs(
+        generator=cfg.generator,
+        settings=cfg.simulate,
+        base_url=_base_url(cfg),
+        model_name=cfg.serve.model_name or cfg.tracking.registered_model,
+        token=cfg.serve.auth_token,
+        out_dir=os.path.join(cfg.paths.experiments, name) if cfg.paths.is_local else "",
+    )
+
+
+def run_simulate(cfg: Config, console: Console) -> SimulationResult:
+    """Run the simulator against the server; print and save what it sent."""
+    from sparktf.experiments.simulator import HttpShop, ShopperSimulator
+
+    args = simulate_args(cfg)
+    s = args.settings
+    sim = ShopperSimulator(
+        args.generator,
+        seed=s.seed,
+        k=s.k,
+        position_bias=s.position_bias,
+        steps_per_session=s.steps_per_session,
+        dwell_s=s.dwell_s,
+        users=s.users,
+    )
+    console.print(
+        f"sparktf simulate: {s.duration_s:g} s at up to {s.rate:g} requests/s, {s.concurrency} shoppers at once "
+        f"(about {s.dwell_s:g} s on each page) "
+        f"against {args.base_url}/v1/models/{args.model_name} (seed {s.seed})",
+        markup=False,
+    )
+    last = [0.0]
+
+    def progress(r: SimulationResult) -> None:
+        if r.duration_s - last[0] >= 10:
+            last[0] = r.duration_s
+            console.print(
+                f"  {r.duration_s:5.0f} s  {r.requests} requests ({r.failed_requests} failed), {r.events_sent} events",
+                markup=False,
+            )
+
+    result = sim.run(
+        lambda: HttpShop(args.base_url, args.model_name, args.token),
+        duration_s=s.duration_s,
+        rate=s.rate,
+        concurrency=s.concurrency,
+        progress=progress,
+    )
+    doc = result.to_dict()
+    console.print(
+        f"sent {result.requests} requests ({result.requests_per_s:.1f}/s, {result.failed_requests} failed) and "
+        f"{result.events_sent} events ({result.events_per_s:.1f}/s; {result.events_accepted} accepted, "
+        f"{result.events_rejected} rejected) in {result.sessions} sessions",
+        markup=False,
+    )
+    for arm, t in sorted(result.arms.items()):
+        console.print(
+            f"  arm {arm}: {t.requests} replies to {len(t.users)} users, {t.impressions} impressions, "
+            f"{t.clicks} clicks; true CTR {t.true_ctr:.4f}",
+            markup=False,
+        )
+    if result.errors:
+        console.print(f"  first error: {result.errors[0]}", markup=False)
+    if args.out_dir:
+        os.makedirs(args.out_dir, exist_ok=True)
+        path = os.path.join(args.out_dir, f"simulate-{time.strftime('%Y%m%dT%H%M%S')}.json")
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, default=float)
+        console.print(f"saved to {path}", markup=False)
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class ReportArgs:
+    """What ``sparktf experiment report`` reads and writes.
+
+    Attributes:
+        assignment: the experiment (``[experiment]``).
+        rule: the decision rule (``[experiment]``).
+        events_path: ``data/live/events``.
+        out_dir: ``<workdir>/experiments/<name>``.
+        metrics_url: the server's ``/metrics`` (guardrails).
+        token: ``serve.auth_token``.
+        tracking_uri, mlflow_experiment, registered_model: where the report is logged and the arms' models live.
+        gate: the promotion path's settings (``[gate]``).
+        promote_alias: the alias ``conclude`` moves.
+    """
+
+    assignment: Assignment
+    rule: DecisionRule
+    events_path: str
+    out_dir: str
+    metrics_url: str
+    token: str
+    tracking_uri: str
+    mlflow_experiment: str
+    registered_model: str
+    gate: GateConfig
+    promote_alias: str
+
+
+def report_args(cfg: Config) -> ReportArgs:
+    exp = _require_experiment(cfg)
+    e = cfg.experiment
+    return ReportArgs(
+        assignment=exp,
+        rule=DecisionRule(
+            control=exp.control,
+            alpha=e.alpha,
+            srm_alpha=e.srm_alpha,
+            min_users_per_arm=e.min_users_per_arm,
+            min_lift=e.min_lift,
+            max_error_rate=e.max_error_rate,
+            max_p99_latency_ms=e.max_p99_latency_ms,
+        ),
+        events_path=cfg.paths.live_events,
+        out_dir=os.path.join(cfg.paths.local("experiments"), exp.experiment),
+        metrics_url=_base_url(cfg) + "/metrics",
+        token=cfg.serve.auth_token,
+        tracking_uri=cfg.tracking_uri,
+        mlflow_experiment=cfg.tracking.experiment,
+        registered_model=cfg.tracking.registered_model,
+        gate=cfg.gate,
+        promote_alias=e.promote_alias or cfg.gate.champion_alias,
+    )
+
+
+def _scrape(url: str, token: str) -> tuple[str, str | None]:
+    import httpx
+
+    try:
+        r = httpx.get(url, headers={"Authorization": f"Bearer {token}"} if token else {}, timeout=5.0)
+        r.raise_for_status()
+        return r.text, None
+    except Exception as exc:  # noqa: BLE001 - no server means no guardrails, said in the report
+        return "", f"{type(exc).__name__}: {exc}"
+
+
+def arm_versions(args: ReportArgs) -> dict[str, int | None]:
+    """The registry version each model arm serves now (None for baselines or an unknown alias)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=args.tracking_uri)
+    out: dict[str, int | None] = {}
+    for arm in args.assignment.arms:
+        if arm.model.kind == "version":
+            out[arm.name] = int(arm.model.value)
+        elif arm.model.kind == "alias":
+            try:
+                out[arm.name] = int(client.get_model_version_by_alias(args.registered_model, arm.model.value).version)
+            except Exception:  # noqa: BLE001 - reported as unknown
+                out[arm.name] = None
+        else:
+            out[arm.name] = None
+    return out
+
+
+#: The offline metric the report sets beside online CTR (the gate's first metric by default).
+OFFLINE_METRIC = "ndcg@10"
+#: The evaluate stage's names of the baselines an arm can serve.
+_OFFLINE_BASELINE = {"popular": "most_popular", "cooccurrence": "item_cooccurrence"}
+
+
+def offline_ndcg(cfg: Config, args: ReportArgs, versions: dict[str, int | None]) -> dict[str, float | None]:
+    """Each arm's offline NDCG@10 on the test split, from the workdir's evaluate stage (the
+    model kind of a registry version from its register stage); None where unknown."""
+    from sparktf.stages.state import EvaluateResult, RegisterResult, read_result
+
+    out: dict[str, float | None] = {a.name: None for a in args.assignment.arms}
+    if not cfg.paths.is_local:
+        return out
+    try:
+        evaluated = read_result(cfg.paths, EvaluateResult).results
+        registered = read_result(cfg.paths, RegisterResult).versions
+    except Exception:  # noqa: BLE001 - no pipeline run here: the report goes without
+        return out
+    kind_of = {v.version: v.model for v in registered}
+    for arm in args.assignment.arms:
+        if arm.model.kind == "baseline":
+            name: str | None = _OFFLINE_BASELINE[arm.model.value]
+        else:
+            version = versions.get(arm.name)
+            name = kind_of.get(version) if version is not None else None
+        if name is not None and name in evaluated:
+            value = evaluated[name].get("overall", {}).get(OFFLINE_METRIC)
+            out[arm.name] = float(value) if value is not None else None
+    return out
+
+
+def build_report(cfg: Config) -> tuple[dict[str, Any], ReportArgs]:
+    """The report of ``[experiment]``: the event table (Spark), the server's guardrails, the decision."""
+    from sparktf.data import storage
+    from sparktf.experiments.report import (
+        arm_moments,
+        arm_results,
+        decide,
+        guardrails_from_metrics,
+        order_agreement,
+        read_events,
+    )
+    from sparktf.stages._common import spark_for
+
+    args = report_args(cfg)
+    spark = spark_for(cfg)
+    if not storage.exists(spark, args.events_path):
+        raise PipelineError(
+            f"There is no event table at {args.events_path} yet, so experiment {args.assignment.experiment!r} "
+            "has nothing to report.",
+            hint="Run `sparktf live` (server and stream), send traffic (`sparktf simulate`), then report.",
+        )
+    moments = arm_moments(read_events(spark, args.events_path), args.assignment.experiment)
+    text, scrape_error = _scrape(args.metrics_url, args.token)
+    guardrails = guardrails_from_metrics(text, args.assignment.experiment) if text else {}
+    report = arm_results(moments, args.assignment, args.rule.alpha, guardrails)
+    report["guardrails_source"] = args.metrics_url if text else f"unavailable ({scrape_error})"
+    versions = arm_versions(args)
+    report["arm_models"] = {
+        a.name: {"model": a.model.value, "kind": a.model.kind, "version": versions.get(a.name)}
+        for a in args.assignment.arms
+    }
+    report["weights"] = args.assignment.shares
+    offline = offline_ndcg(cfg, args, versions)
+    online = {a: report["arms"][a]["rates"]["ctr"]["value"] for a in report["arms"]}
+    report["offline"] = {"metric": OFFLINE_METRIC, "values": offline, **order_agreement(online, offline)}
+    report["decision"] = decide(report, args.rule, {a.name: a.model.value for a in args.assignment.arms})
+    report["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return report, args
+
+
+def run_report(cfg: Config, console: Console) -> Any:
+    """``sparktf experiment report``: print, save, chart and log the report."""
+    from sparktf.experiments.report import ctr_chart, to_json
+
+    report, args = build_report(cfg)
+    os.makedirs(args.out_dir, exist_ok=True)
+    json_path = os.path.join(args.out_dir, "report.json")
+    png_path = os.path.join(args.out_dir, "ctr.png")
+    tmp = json_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(to_json(report))
+    os.replace(tmp, json_path)
+    ctr_chart(report["curve"], png_path, f"experiment {args.assignment.experiment}: cumulative CTR, 95% band")
+    report["mlflow_run_id"] = _log_to_mlflow(report, args, json_path, png_path)
+    _print_report(report, console)
+    console.print(f"report: {json_path}, chart: {png_path}", markup=False)
+    return report
+
+
+def _log_to_mlflow(report: dict[str, Any], args: ReportArgs, json_path: str, png_path: str) -> str:
+    """A run in the tracking experiment, tagged with each arm's model version (the report beside its models)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=args.tracking_uri)
+    exp = client.get_experiment_by_name(args.mlflow_experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(args.mlflow_experiment)
+    tags = {
+        "sparktf.kind": "online_experiment",
+        "sparktf.experiment": args.assignment.experiment,
+        "sparktf.decision": report["decision"]["decision"],
+        "mlflow.runName": f"experiment-{args.assignment.experiment}",
+    }
+    for arm, info in report["arm_models"].items():
+        tags[f"sparktf.arm.{arm}"] = (
+            f"{args.registered_model} v{info['version']}" if info["version"] is not None else info["model"]
+        )
+    run = client.create_run(exp_id, tags=tags)
+    rid = run.info.run_id
+    now = int(time.time() * 1000)
+    from mlflow.entities import Metric
+
+    metrics = []
+    for arm, a in report["arms"].items():
+        metrics += [Metric(f"{arm}/users", a["users"], now, 0), Metric(f"{arm}/impressions", a["impressions"], now, 0)]
+        for name, r in a["rates"].items():
+            if r["value"] == r["value"]:
+                metrics.append(Metric(f"{arm}/{name}", r["value"], now, 0))
+        for name, lf in a["lift"].items():
+            for key in ("relative", "relative_ci_low", "relative_ci_high", "p_value"):
+                if lf[key] == lf[key]:
+                    metrics.append(Metric(f"{arm}/{name}_lift_{key}", lf[key], now, 0))
+    metrics.append(Metric("srm_p_value", report["sample_ratio"]["p_value"], now, 0))
+    client.log_batch(rid, metrics=metrics)
+    client.log_artifact(rid, json_path, "experiment")
+    client.log_artifact(rid, png_path, "experiment")
+    client.set_terminated(rid)
+    _ = mlflow
+    return str(rid)
+
+
+def _print_report(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"experiment {report['experiment']} (control: {report['control']})")
+    for col in (
+        "arm",
+        "model",
+        "users",
+        "impressions",
+        "clicks",
+        "CTR [95% CI]",
+        "CTR lift [95% CI]",
+        "p",
+        "cart",
+        "buy",
+        "err",
+        "p99 ms",
+    ):
+        table.add_column(col)
+    for arm, a in report["arms"].items():
+        ctr = a["rates"]["ctr"]
+        lf = a["lift"].get("ctr")
+        model = report["arm_models"][arm]
+        g = a["guardrail"]
+        table.add_row(
+            arm,
+            f"{model['model']}" + (f" (v{model['version']})" if model["version"] is not None else ""),
+            str(a["users"]),
+            str(a["impressions"]),
+            str(a["clicks"]),
+            f"{ctr['value']:.4f} [{ctr['ci_low']:.4f}, {ctr['ci_high']:.4f}]",
+            f"{lf['relative']:+.1%} [{lf['relative_ci_low']:+.1%}, {lf['relative_ci_high']:+.1%}]" if lf else "control",
+            f"{lf['p_value']:.2g}" if lf else "",
+            f"{a['rates']['add_to_cart_rate']['value']:.4f}",
+            f"{a['rates']['purchase_rate']['value']:.4f}",
+            f"{g['error_rate']:.2%}" if g["error_rate"] is not None else "?",
+            f"{g['p99_latency_ms']:.0f}" if g["p99_latency_ms"] is not None else "?",
+        )
+    console.print(table)
+    srm = report["sample_ratio"]
+    console.print(
+        f"sample ratio: users {srm['observed']} vs expected {[round(x, 1) for x in srm['expected']]}, "
+        f"p = {srm['p_value']:.3g}; users in several arms: {report['users_in_several_arms']}",
+        markup=False,
+    )
+    d = report["decision"]
+    console.print(
+        f"decision: {d['decision']}" + (f" {d['arm']}" if d["arm"] else "") + " — " + "; ".join(d["reasons"]),
+        markup=False,
+    )
+
+
+# --------------------------------------------------------------------------- conclude
+
+
+def run_conclude(cfg: Config, console: Console) -> Any:
+    """``sparktf experiment conclude``: the report's decision applied through the registry.
+
+    Raises:
+        ValidationGateError: the winner failed the offline gate (the champion is unchanged).
+    """
+    from sparktf.experiments.conclude import apply_decision
+    from sparktf.registry.registry import ModelRegistry
+    from sparktf.stages._common import spark_for
+    from sparktf.stages._evaluation import catalogue_evaluator, eval_args
+
+    report = run_report(cfg, console)
+    args = report_args(cfg)
+    registry = ModelRegistry(args.tracking_uri, args.registered_model)
+
+    built: list[Any] = []
+
+    def evaluate(uri: str) -> Any:  # built once, and only when a promotion needs it (Spark, the test split)
+        if not built:
+            built.append(catalogue_evaluator(spark_for(cfg), eval_args(cfg), tracking_uri=args.tracking_uri))
+        return built[0](uri)
+
+    done = apply_decision(registry, report, args.gate, evaluate, promote_alias=args.promote_alias)
+    console.print(f"conclude: {done.message()}", markup=False)
+    if done.promotion is not None:
+        done.promotion.raise_if_rejected()
+    return done
