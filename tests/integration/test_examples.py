@@ -9,6 +9,7 @@ after another: on two shared cores, running them side by side was slower, not fa
 from __future__ import annotations
 
 import ast
+import json
 import re
 import socket
 import subprocess
@@ -171,3 +172,21 @@ def test_call_the_server_example(tmp_path: Path) -> None:
     # The finally really stopped it: nothing listens on its port any more.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_online_experiment_example(tmp_path: Path) -> None:
+    run = run_example("online_experiment.py", tmp_path)
+    for command in ("run", "live", "simulate", "experiment report"):
+        run.search(rf"^\$ sparktf {command} --workdir ")
+    sent = run.search(r"^sent (\d+) requests \([0-9.]+/s, (\d+) failed\) and (\d+) events")
+    assert int(sent[1]) > 50 and sent[2] == "0"
+    truths = dict(re.findall(r"^  arm (\w+): .* true CTR ([0-9.]+)$", run.stdout, re.M))
+    assert set(truths) == {"popular", "sequential"}
+    run.search(r"^sample ratio: users \[\d+, \d+\]")
+    run.search(r"^  sequential = @champion \(v\d+\): \d+ users, .* CTR [0-9.]+ \[[0-9.]+, [0-9.]+\]; lift over popular")
+    run.search(r"^decision: (promote|keep|stop)")
+    report = json.loads((tmp_path / "experiments" / "seq-vs-popular" / "report.json").read_text())
+    assert report["arm_models"]["sequential"]["version"] is not None
+    assert sum(report["arms"][a]["users"] for a in truths) > 20

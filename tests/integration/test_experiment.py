@@ -78,7 +78,7 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
 
     from sparktf.experiments.simulator import HttpShop, ShopperSimulator
     from sparktf.serving.server import build_app
-    from sparktf.stages.experiment import build_report, run_report
+    from sparktf.stages.experiment import run_report
     from sparktf.stages.serve import serve_args
 
     cfg = _cfg(tmp_path / "work")
@@ -119,13 +119,12 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
         assert httpx.post(url, json={"user_id": user, "k": 3}).json()["model_version"] == "1"
 
         sim = ShopperSimulator(cfg.generator, seed=11, k=10, position_bias=1.0, steps_per_session=4.0, users=1500)
-        result = sim.run(lambda: HttpShop(srv.url, "recommender"), duration_s=15, rate=40, concurrency=4)
+        result = sim.run(lambda: HttpShop(srv.url, "recommender"), duration_s=12, rate=40, concurrency=4)
         assert result.failed_requests == 0 and result.failed_posts == 0, result.errors[:3]
         assert result.events_rejected == 0
         _run_once(spark, cfg)
         live_cfg = cfg.replace(serve=cfg.serve.__class__(**{**cfg.serve.__dict__, "port": srv.port}))
-        report, _ = build_report(live_cfg)
-        shown = run_report(live_cfg, _Quiet())
+        report = shown = run_report(live_cfg, _Quiet())
         # The page's data: the arms and the report just written, and its chart.
         page = httpx.get(f"{srv.url}/v1/experiment").json()
         assert [a["name"] for a in page["arms"]] == ["control", "cooc", "model"]

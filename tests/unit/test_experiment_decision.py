@@ -103,3 +103,43 @@ def test_order_agreement() -> None:
     out = order_agreement({"a": 0.02, "b": 0.01, "c": 0.015}, {"a": 0.6, "b": 0.7, "c": None})
     assert out["agrees"] is False and out["by_online_ctr"] == ["a", "b"]
     assert order_agreement({"a": 0.02}, {"a": 0.6})["agrees"] is None
+
+
+def _pair(rel: float, lo: float, hi: float) -> dict[str, float]:
+    return {
+        "relative": rel,
+        "relative_ci_low": lo,
+        "relative_ci_high": hi,
+        "absolute_ci_low": lo,
+        "absolute_ci_high": hi,
+    }
+
+
+def test_a_winner_must_also_beat_the_champions_own_arm() -> None:
+    """popular (control) vs the champion's arm vs a challenger: both beat popular, but the
+    challenger is promoted only if it beats the champion's arm too."""
+    report = _report(champ=_arm(505, (0.5, 0.3, 0.7)), seq=_arm(510, (0.6, 0.4, 0.8)))
+    report["sample_ratio"] |= {"observed": [500, 505, 510], "expected": [505, 505, 505]}
+    models = {**MODELS, "champ": "champion"}
+    report["pairwise_ctr"] = {"seq": {"champ": _pair(0.07, -0.1, 0.25)}}
+    d = decide(report, RULE, models, incumbent="champ")
+    assert d["decision"] == "keep" and "keep the champion" in d["reasons"][1]
+    report["pairwise_ctr"] = {"seq": {"champ": _pair(0.3, 0.1, 0.5)}}
+    assert decide(report, RULE, models, incumbent="champ")["decision"] == "promote"
+    champ_best = _report(champ=_arm(505, (0.9, 0.7, 1.1)), seq=_arm(510, (0.6, 0.4, 0.8)))
+    champ_best["sample_ratio"] = report["sample_ratio"]
+    d = decide(champ_best, RULE, models, incumbent="champ")
+    assert d["decision"] == "keep" and "serves the champion already" in d["reasons"][1]
+
+
+def test_order_agreement_tells_ties_from_contradictions() -> None:
+    online = {"a": 0.0106, "b": 0.0107, "p": 0.0037}
+    offline = {"a": 0.66, "b": 0.65, "p": 0.27}
+    pairwise = {
+        "a": {"b": _pair(-0.01, -0.2, 0.18), "p": _pair(1.8, 1.1, 2.6)},
+        "b": {"p": _pair(1.9, 1.1, 2.6)},
+    }
+    out = order_agreement(online, offline, pairwise)
+    assert out["agrees"] is False and out["ties"] == [["a", "b"]] and out["contradictions"] == []
+    pairwise["a"]["b"] = _pair(-0.3, -0.5, -0.1)
+    assert order_agreement(online, offline, pairwise)["contradictions"] == [["a", "b"]]

@@ -255,6 +255,22 @@ def arm_results(
                 "relative_ci_high": lf.relative_ci[1],
                 "p_value": lf.p_value,
             }
+    # Every arm against every other on CTR (the lifts above are against the control only):
+    # the decision compares a winner with the champion's arm, and the order check uses them.
+    pairwise: dict[str, dict[str, dict[str, float]]] = {}
+    for a in arms_in_config:
+        for b in arms_in_config:
+            if a != b:
+                lf = lift(moments.totals(a, "clicks"), moments.totals(b, "clicks"), alpha)
+                pairwise.setdefault(a, {})[b] = {
+                    "relative": lf.relative,
+                    "relative_ci_low": lf.relative_ci[0],
+                    "relative_ci_high": lf.relative_ci[1],
+                    "absolute": lf.absolute,
+                    "absolute_ci_low": lf.absolute_ci[0],
+                    "absolute_ci_high": lf.absolute_ci[1],
+                    "p_value": lf.p_value,
+                }
     shares = assignment.shares
     weighted = [a for a in arms_in_config if shares[a] > 0 or results[a].users > 0]
     srm = sample_ratio_test([results[a].users for a in weighted], [shares[a] for a in weighted])
@@ -264,6 +280,7 @@ def arm_results(
         "control": control,
         "alpha": alpha,
         "arms": {name: _arm_dict(r) for name, r in results.items()},
+        "pairwise_ctr": pairwise,
         "sample_ratio": {
             "arms": weighted,
             "observed": list(srm.observed),
@@ -354,7 +371,9 @@ def guardrails_from_metrics(text: str, experiment: str) -> dict[str, Guardrail]:
 # --------------------------------------------------------------------------- the decision
 
 
-def decide(report: Mapping[str, Any], rule: DecisionRule, arm_models: Mapping[str, str]) -> dict[str, Any]:
+def decide(
+    report: Mapping[str, Any], rule: DecisionRule, arm_models: Mapping[str, str], incumbent: str | None = None
+) -> dict[str, Any]:
     """``promote`` / ``keep`` / ``stop`` and why (pure).
 
     In this order: a sample-ratio mismatch (p < ``srm_alpha``) or a user in several arms
@@ -363,7 +382,9 @@ def decide(report: Mapping[str, Any], rule: DecisionRule, arm_models: Mapping[st
     stopped; until every arm has ``min_users_per_arm`` users, or while a guardrail is
     unknown, the decision is ``keep``; then the challenger with the highest CTR lift
     whose interval's lower bound is above ``min_lift`` is promoted, provided it serves a
-    registry model (a baseline cannot be promoted); when every challenger's interval is
+    registry model (a baseline cannot be promoted), it is not the ``incumbent`` (the arm
+    that serves the alias a promotion would move), and its CTR lift over the incumbent's arm
+    (when there is one) is above ``min_lift`` too; when every challenger's interval is
     wholly below 0 the experiment stops; otherwise ``keep`` (not conclusive yet).
     """
     reasons: list[str] = []
@@ -433,6 +454,24 @@ def decide(report: Mapping[str, Any], rule: DecisionRule, arm_models: Mapping[st
         )
         if arm_models.get(best, "").startswith(("popular", "cooccurrence")):
             return {"decision": "keep", "arm": best, "reasons": [why, f"arm {best} is a baseline: nothing to promote"]}
+        if best == incumbent:
+            return {"decision": "keep", "arm": best, "reasons": [why, f"arm {best} serves the champion already"]}
+        if incumbent is not None and incumbent in arms and incumbent != rule.control:
+            vs = report["pairwise_ctr"][best][incumbent]
+            versus = (
+                f"arm {best} against the champion's arm {incumbent}: CTR lift {vs['relative']:+.1%} "
+                f"[{vs['relative_ci_low']:+.1%}, {vs['relative_ci_high']:+.1%}]"
+            )
+            if not vs["relative_ci_low"] > rule.min_lift:
+                return {
+                    "decision": "keep",
+                    "arm": best,
+                    "reasons": [
+                        why,
+                        versus + f", not above experiment.min_lift {rule.min_lift:+.1%}: keep the champion",
+                    ],
+                }
+            return {"decision": "promote", "arm": best, "reasons": [why, versus]}
         return {"decision": "promote", "arm": best, "reasons": [why]}
     if challengers and all(arms[a]["lift"]["ctr"]["relative_ci_high"] < 0 for a in challengers):
         return {
@@ -467,19 +506,39 @@ def ctr_chart(curve: Mapping[str, Sequence[Mapping[str, float]]], path: str, tit
     plt.close(fig)
 
 
-def order_agreement(online: Mapping[str, float], offline: Mapping[str, float | None]) -> dict[str, Any]:
-    """Whether the arms ranked by online CTR come in the same order as by an offline metric.
+def order_agreement(
+    online: Mapping[str, float],
+    offline: Mapping[str, float | None],
+    pairwise: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+) -> dict[str, Any]:
+    """Whether the arms ranked by online CTR come in the order of an offline metric.
 
-    Returns the two orders (best first; arms without an offline value are left out) and
-    ``agrees``: True when they are the same, None when fewer than two arms have both.
+    Returns the two orders (best first; arms without an offline value are left out),
+    ``agrees`` (the same order; None with fewer than two arms), and, given the pairwise CTR
+    comparisons, ``contradictions``: the pairs whose online difference is significant
+    (its interval excludes 0) and opposite to the offline order, and ``ties``: the pairs the
+    offline metric orders but the online data cannot tell apart.
     """
     arms = [a for a in online if offline.get(a) is not None and online[a] == online[a]]
     by_online = sorted(arms, key=lambda a: -online[a])
     by_offline = sorted(arms, key=lambda a: -float(offline[a] or 0.0))
+    contradictions, ties = [], []
+    if pairwise is not None:
+        for i, better in enumerate(by_offline):
+            for worse in by_offline[i + 1 :]:
+                cmp = pairwise.get(better, {}).get(worse)
+                if cmp is None:
+                    continue
+                if cmp["absolute_ci_high"] < 0:
+                    contradictions.append([better, worse])
+                elif cmp["absolute_ci_low"] <= 0:
+                    ties.append([better, worse])
     return {
         "by_online_ctr": by_online,
         "by_offline": by_offline,
         "agrees": (by_online == by_offline) if len(arms) >= 2 else None,
+        "contradictions": contradictions,
+        "ties": ties,
     }
 
 

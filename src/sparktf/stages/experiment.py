@@ -20,6 +20,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sparktf.config import Config, GateConfig, GeneratorConfig, SimulateConfig
@@ -123,6 +124,7 @@ def run_simulate(cfg: Config, console: Console) -> SimulationResult:
         f"(about {s.dwell_s:g} s on each page) "
         f"against {args.base_url}/v1/models/{args.model_name} (seed {s.seed})",
         markup=False,
+        soft_wrap=True,
     )
     last = [0.0]
 
@@ -132,6 +134,7 @@ def run_simulate(cfg: Config, console: Console) -> SimulationResult:
             console.print(
                 f"  {r.duration_s:5.0f} s  {r.requests} requests ({r.failed_requests} failed), {r.events_sent} events",
                 markup=False,
+                soft_wrap=True,
             )
 
     result = sim.run(
@@ -147,21 +150,23 @@ def run_simulate(cfg: Config, console: Console) -> SimulationResult:
         f"{result.events_sent} events ({result.events_per_s:.1f}/s; {result.events_accepted} accepted, "
         f"{result.events_rejected} rejected) in {result.sessions} sessions",
         markup=False,
+        soft_wrap=True,
     )
     for arm, t in sorted(result.arms.items()):
         console.print(
             f"  arm {arm}: {t.requests} replies to {len(t.users)} users, {t.impressions} impressions, "
             f"{t.clicks} clicks; true CTR {t.true_ctr:.4f}",
             markup=False,
+            soft_wrap=True,
         )
     if result.errors:
-        console.print(f"  first error: {result.errors[0]}", markup=False)
+        console.print(f"  first error: {result.errors[0]}", markup=False, soft_wrap=True)
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
         path = os.path.join(args.out_dir, f"simulate-{time.strftime('%Y%m%dT%H%M%S')}.json")
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, default=float)
-        console.print(f"saved to {path}", markup=False)
+        console.print(f"saved to {path}", markup=False, soft_wrap=True)
     return result
 
 
@@ -285,6 +290,21 @@ def offline_ndcg(cfg: Config, args: ReportArgs, versions: dict[str, int | None])
     return out
 
 
+def _incumbent(args: ReportArgs, versions: dict[str, int | None]) -> str | None:
+    """The arm that serves the version the promote alias points at now, if any."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        current = int(
+            MlflowClient(tracking_uri=args.tracking_uri)
+            .get_model_version_by_alias(args.registered_model, args.promote_alias)
+            .version
+        )
+    except Exception:  # noqa: BLE001 - no such alias (yet): no incumbent
+        return None
+    return next((a for a, v in versions.items() if v == current), None)
+
+
 def build_report(cfg: Config) -> tuple[dict[str, Any], ReportArgs]:
     """The report of ``[experiment]``: the event table (Spark), the server's guardrails, the decision."""
     from sparktf.data import storage
@@ -319,8 +339,14 @@ def build_report(cfg: Config) -> tuple[dict[str, Any], ReportArgs]:
     report["weights"] = args.assignment.shares
     offline = offline_ndcg(cfg, args, versions)
     online = {a: report["arms"][a]["rates"]["ctr"]["value"] for a in report["arms"]}
-    report["offline"] = {"metric": OFFLINE_METRIC, "values": offline, **order_agreement(online, offline)}
-    report["decision"] = decide(report, args.rule, {a.name: a.model.value for a in args.assignment.arms})
+    report["offline"] = {
+        "metric": OFFLINE_METRIC,
+        "values": offline,
+        **order_agreement(online, offline, report["pairwise_ctr"]),
+    }
+    incumbent = _incumbent(args, versions)
+    report["incumbent"] = incumbent
+    report["decision"] = decide(report, args.rule, {a.name: a.model.value for a in args.assignment.arms}, incumbent)
     report["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return report, args
 
@@ -340,7 +366,7 @@ def run_report(cfg: Config, console: Console) -> Any:
     ctr_chart(report["curve"], png_path, f"experiment {args.assignment.experiment}: cumulative CTR, 95% band")
     report["mlflow_run_id"] = _log_to_mlflow(report, args, json_path, png_path)
     _print_report(report, console)
-    console.print(f"report: {json_path}, chart: {png_path}", markup=False)
+    console.print(f"report: {json_path}, chart: {png_path}", markup=False, soft_wrap=True)
     return report
 
 
@@ -387,55 +413,52 @@ def _log_to_mlflow(report: dict[str, Any], args: ReportArgs, json_path: str, png
 
 
 def _print_report(report: dict[str, Any], console: Console) -> None:
-    from rich.table import Table
+    """One paragraph per arm (lines wrap at any terminal width), then the checks and the decision."""
 
-    table = Table(title=f"experiment {report['experiment']} (control: {report['control']})")
-    for col in (
-        "arm",
-        "model",
-        "users",
-        "impressions",
-        "clicks",
-        "CTR [95% CI]",
-        "CTR lift [95% CI]",
-        "p",
-        "cart",
-        "buy",
-        "err",
-        "p99 ms",
-    ):
-        table.add_column(col)
+    def rate(r: dict[str, float]) -> str:
+        return f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+
+    say = partial(console.print, markup=False, soft_wrap=True)
+    say(f"experiment {report['experiment']}: control {report['control']}, 95% intervals over users")
     for arm, a in report["arms"].items():
-        ctr = a["rates"]["ctr"]
-        lf = a["lift"].get("ctr")
         model = report["arm_models"][arm]
-        g = a["guardrail"]
-        table.add_row(
-            arm,
-            f"{model['model']}" + (f" (v{model['version']})" if model["version"] is not None else ""),
-            str(a["users"]),
-            str(a["impressions"]),
-            str(a["clicks"]),
-            f"{ctr['value']:.4f} [{ctr['ci_low']:.4f}, {ctr['ci_high']:.4f}]",
-            f"{lf['relative']:+.1%} [{lf['relative_ci_low']:+.1%}, {lf['relative_ci_high']:+.1%}]" if lf else "control",
-            f"{lf['p_value']:.2g}" if lf else "",
-            f"{a['rates']['add_to_cart_rate']['value']:.4f}",
-            f"{a['rates']['purchase_rate']['value']:.4f}",
-            f"{g['error_rate']:.2%}" if g["error_rate"] is not None else "?",
-            f"{g['p99_latency_ms']:.0f}" if g["p99_latency_ms"] is not None else "?",
+        what = ("@" if model["kind"] == "alias" else "") + model["model"]
+        what += f" (v{model['version']})" if model["version"] is not None and model["kind"] != "version" else ""
+        lf = a["lift"].get("ctr")
+        lift_text = (
+            f"lift over {report['control']} {lf['relative']:+.1%} [{lf['relative_ci_low']:+.1%}, "
+            f"{lf['relative_ci_high']:+.1%}], p = {lf['p_value']:.2g}"
+            if lf
+            else "control"
         )
-    console.print(table)
+        g = a["guardrail"]
+        health = (
+            f"errors {g['error_rate']:.2%}, p99 ≤ {g['p99_latency_ms']:.0f} ms"
+            if g["error_rate"] is not None and g["p99_latency_ms"] is not None
+            else "guardrails unknown"
+        )
+        say(
+            f"  {arm} = {what}: {a['users']} users, {a['impressions']} impressions, {a['clicks']} clicks; "
+            f"CTR {rate(a['rates']['ctr'])}; {lift_text}; add-to-cart {rate(a['rates']['add_to_cart_rate'])}, "
+            f"purchase {rate(a['rates']['purchase_rate'])} per impression; {health}"
+        )
     srm = report["sample_ratio"]
-    console.print(
+    say(
         f"sample ratio: users {srm['observed']} vs expected {[round(x, 1) for x in srm['expected']]}, "
-        f"p = {srm['p_value']:.3g}; users in several arms: {report['users_in_several_arms']}",
-        markup=False,
+        f"p = {srm['p_value']:.3g}; users in several arms: {report['users_in_several_arms']}"
     )
+    off = report.get("offline", {})
+    if off.get("agrees") is not None:
+        ties = "; ".join(f"{a} ≈ {b}" for a, b in off.get("ties", []))
+        against = "; ".join(f"{a} < {b}" for a, b in off.get("contradictions", []))
+        say(
+            f"order by online CTR {off['by_online_ctr']} "
+            f"{'matches' if off['agrees'] else 'differs from'} the order by offline {off['metric']} {off['by_offline']}"
+            + (f"; significantly against it: {against}" if against else "; no significant contradiction")
+            + (f"; not told apart online: {ties}" if ties else "")
+        )
     d = report["decision"]
-    console.print(
-        f"decision: {d['decision']}" + (f" {d['arm']}" if d["arm"] else "") + " — " + "; ".join(d["reasons"]),
-        markup=False,
-    )
+    say(f"decision: {d['decision']}" + (f" {d['arm']}" if d["arm"] else "") + " — " + "; ".join(d["reasons"]))
 
 
 # --------------------------------------------------------------------------- conclude
@@ -464,7 +487,7 @@ def run_conclude(cfg: Config, console: Console) -> Any:
         return built[0](uri)
 
     done = apply_decision(registry, report, args.gate, evaluate, promote_alias=args.promote_alias)
-    console.print(f"conclude: {done.message()}", markup=False)
+    console.print(f"conclude: {done.message()}", markup=False, soft_wrap=True)
     if done.promotion is not None:
         done.promotion.raise_if_rejected()
     return done
