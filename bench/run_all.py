@@ -34,6 +34,7 @@ AREAS: dict[str, tuple[str, int]] = {
     "batch": ("Spark batch inference", 8),
     "serving": ("Online serving vs mlflow models serve", 9),
     "live": ("Online loop: events in, fresh recommendations out", 16),
+    "experiment": ("Online experiments: statistics against the truth, the simulator's throughput", 17),
 }
 
 
