@@ -207,8 +207,12 @@ def run_live(
         for v in registered.versions
         if v.version != registered.champion
     ]
+    # A new experiment (name and salt) and new shoppers each run: the workdir remembers earlier
+    # runs (live histories, seen items), which a replayed seed would collide with.
+    name = f"seq-vs-popular-{time.strftime('%Y%m%d%H%M%S')}"
+    seed = int(time.time()) % 100_000 + 1
     sets = [
-        "experiment.name=seq-vs-popular",
+        f"experiment.name={name}",
         "experiment.arms=[" + ", ".join(arms) + "]",
         "experiment.min_users_per_arm=100",
         f"serve.port={port}",
@@ -229,11 +233,11 @@ def run_live(
         while not os.path.exists(status):
             time.sleep(1)
         ref = _reference(base, model, "i1", concurrency, 20)
-        sim = ShopperSimulator(cfg.generator, seed=cfg.simulate.seed, k=10, position_bias=1.0, steps_per_session=6.0)
+        sim = ShopperSimulator(cfg.generator, seed=seed, k=10, position_bias=1.0, steps_per_session=6.0)
         flat = sim.run(lambda: HttpShop(base, model), duration_s=30, rate=1e6, concurrency=concurrency)
         paced = ShopperSimulator(
             cfg.generator,
-            seed=cfg.simulate.seed + 1,
+            seed=seed + 1,
             k=10,
             position_bias=1.0,
             steps_per_session=6.0,
@@ -268,7 +272,7 @@ def run_live(
             raise SystemExit(f"experiment report failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     finally:
         stop(proc)
-    report = json.loads(Path(cfg.paths.local("experiments", "seq-vs-popular", "report.json")).read_text())
+    report = json.loads(Path(cfg.paths.local("experiments", name, "report.json")).read_text())
     truth = {}
     for res in (flat, paced):
         for arm, t in res.arms.items():
@@ -281,6 +285,8 @@ def run_live(
         f"Command: `python -m bench.bench_experiment live --workdir {workdir} --seconds {seconds:g} --rate {rate:g} "
         f"--concurrency {concurrency} --shoppers {shoppers} --dwell {dwell:g}` · measured {time.strftime('%Y-%m-%d')} · {_machine()} · `sparktf live` "
         "(server + stream) on the same machine",
+        "",
+        f"Experiment `{name}`, shoppers' seeds {seed} (flat out) and {seed + 1} (paced).",
         "",
         "| load | steps (requests)/s | events/s | vs reference |",
         "|---|---:|---:|---:|",

@@ -1040,8 +1040,11 @@ class SimulateConfig(_Section):
     """The shopper simulator (``sparktf simulate``, see :mod:`sparktf.experiments.simulator`).
 
     Attributes:
-        seed: the simulator's randomness (which shoppers, what they do); same seed, same traffic
-            for the same replies.
+        seed: the simulator's randomness (which shoppers, what they want, what they examine);
+            the same seed sends the same shoppers with the same intentions. 0: a fresh seed each
+            run (printed and saved with the run, so it can be repeated). Repeat a seed only
+            against a fresh workdir: a server that remembers the earlier run (live histories, seen
+            items) would exclude the very items the replayed shoppers are about to want.
         duration_s: how long it runs (``--duration``).
         rate: recommendation requests per second it aims at (``--rate``).
         concurrency: shoppers at once (one thread and HTTP connection each); with ``dwell_s``
@@ -1059,7 +1062,7 @@ class SimulateConfig(_Section):
 
     _section: typing.ClassVar[str] = "simulate"
 
-    seed: int = 7
+    seed: int = 0
     duration_s: float = 60.0
     rate: float = 20.0
     concurrency: int = 32
@@ -1070,6 +1073,7 @@ class SimulateConfig(_Section):
     users: int = 0
 
     def _validate(self) -> None:
+        self._require("seed", self.seed >= 0, "0 (fresh) or a positive integer")
         self._require("duration_s", 0.0 < self.duration_s <= 7 * 86_400.0, "seconds from 0 to a week")
         self._require("rate", 0.0 < self.rate <= 100_000.0, "requests per second above 0")
         self._require("concurrency", 1 <= self.concurrency <= 256, "between 1 and 256")

@@ -104,15 +104,21 @@ def simulate_args(cfg: Config) -> SimulateArgs:
     )
 
 
+def fresh_seed() -> int:
+    """A seed for ``simulate.seed = 0``: from the clock, so that runs differ."""
+    return int(time.time_ns() // 1000) % (2**31 - 1) + 1
+
+
 def run_simulate(cfg: Config, console: Console) -> SimulationResult:
     """Run the simulator against the server; print and save what it sent."""
     from sparktf.experiments.simulator import HttpShop, ShopperSimulator
 
     args = simulate_args(cfg)
     s = args.settings
+    seed = s.seed or fresh_seed()
     sim = ShopperSimulator(
         args.generator,
-        seed=s.seed,
+        seed=seed,
         k=s.k,
         position_bias=s.position_bias,
         steps_per_session=s.steps_per_session,
@@ -122,7 +128,7 @@ def run_simulate(cfg: Config, console: Console) -> SimulationResult:
     console.print(
         f"sparktf simulate: {s.duration_s:g} s at up to {s.rate:g} requests/s, {s.concurrency} shoppers at once "
         f"(about {s.dwell_s:g} s on each page) "
-        f"against {args.base_url}/v1/models/{args.model_name} (seed {s.seed})",
+        f"against {args.base_url}/v1/models/{args.model_name} (seed {seed}{'' if s.seed else ', fresh'})",
         markup=False,
         soft_wrap=True,
     )
