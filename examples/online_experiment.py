@@ -40,11 +40,11 @@ EXPERIMENT = [
 ]
 SMOKE = [
     "spark.master=local[2]",
-    "generator.num_events=20000",
-    "generator.num_users=800",
-    "generator.num_items=200",
+    "generator.num_events=10000",
+    "generator.num_users=400",
+    "generator.num_items=150",
     "train.models=['sequential']",
-    "train.epochs=2",
+    "train.epochs=1",
     "train.num_workers=1",
     "evaluation.baselines=['most_popular']",
     "index.kind=brute_force",
@@ -96,7 +96,7 @@ def main() -> None:
                 time.sleep(1)
             print(f"server ready on http://127.0.0.1:{port}/ (the page shows the experiment)", flush=True)
 
-            duration = "15" if args.smoke_test else "180"
+            duration = "12" if args.smoke_test else "180"
             subprocess.run(sparktf(["simulate", *w, "--duration", duration, "--rate", "20"], sets), check=True)
 
             # Let the stream apply the last events: its applied count stops moving.

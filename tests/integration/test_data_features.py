@@ -192,8 +192,8 @@ def test_no_eligible_user_is_an_error_after_writing_the_stats(spark: Any, events
 
 
 def test_positive_types_must_pass_validation(spark: Any, events_path: str, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"\['click'\] has no type.*data.event_types"):
-        _build(spark, events_path, tmp_path, positive_event_types=("click",))
+    with pytest.raises(ConfigError, match=r"\['wishlist'\] has no type.*data.event_types"):
+        _build(spark, events_path, tmp_path, positive_event_types=("wishlist",))
 
 
 def test_events_the_stream_validated_are_read_beside_the_batch_events(
@@ -204,7 +204,23 @@ def test_events_the_stream_validated_are_read_beside_the_batch_events(
     from sparktf.data.schema import LIVE_EVENT_DDL
 
     live = str(tmp_path / "live" / "events")
-    row = (T0 + dt.timedelta(minutes=200), "C", "i2", "view", None, None, None, None, None, "e-1", None, None, 1.0)
+    row = (
+        T0 + dt.timedelta(minutes=200),
+        "C",
+        "i2",
+        "view",
+        None,
+        None,
+        None,
+        None,
+        None,
+        "e-1",
+        None,
+        None,
+        None,
+        None,
+        1.0,
+    )
     spark.createDataFrame([row], LIVE_EVENT_DDL).write.parquet(f"{live}/batch_id=0")
     without, _ = leave_last_out
     stats = build_features(

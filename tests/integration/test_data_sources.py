@@ -125,7 +125,7 @@ def test_the_validation_report_counts_every_row_of_mixed_header_csv(spark: Any, 
     src = tmp_path / "csv"
     src.mkdir()
     (src / "a.csv").write_text("event_time,user_id,item_id,event_type\n2026-01-01,u1,i1,view\n2026-01-01,u1\n")
-    (src / "b.csv").write_text("user_id,item_id,event_time,event_type\nu2,i2,2026-01-01,click\n")
+    (src / "b.csv").write_text("user_id,item_id,event_time,event_type\nu2,i2,2026-01-01,wishlist\n")
     raw = read_source(spark, DataConfig(source="path", path=str(src), format="csv"))
     report = validate_events(
         spark,

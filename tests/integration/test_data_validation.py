@@ -37,12 +37,12 @@ CASES: list[tuple[tuple[Any, ...], str | None]] = [
     (row("1990-05-01", "u6", "too_old"), "timestamp_out_of_range"),
     (row("2200-01-01T00:00:00", "u6", "too_new"), "timestamp_out_of_range"),
     (row("99999999999999", "u6", "epoch_overflow"), "timestamp_out_of_range"),
-    (row("2026-01-01", "u7", "click", "click"), "unknown_event_type"),
+    (row("2026-01-01", "u7", "wishlist", "wishlist"), "unknown_event_type"),
     (row("2026-01-01", "u7", "upper", "VIEW"), "unknown_event_type"),
     (row("2026-01-01", "u8", "price_text", price="ten"), "bad_price"),
     (row("2026-01-01", "u8", "price_nan", price="NaN"), "bad_price"),
     (row("2026-01-01", "u8", "price_negative", price="-1.0"), "negative_price"),
-    (row(None, None, "many_problems", "click", "-5"), "missing_key"),  # the first rule broken wins
+    (row(None, None, "many_problems", "wishlist", "-5"), "missing_key"),  # the first rule broken wins
 ]
 DUPLICATED = row("2026-01-02T00:00:00Z", "u9", "dup", price="3")  # 3 copies: 1 kept, 2 quarantined
 BAD_TWICE = row("2026-01-02", None, "bad_twice")  # 2 copies, both quarantined
@@ -115,7 +115,8 @@ def test_quarantine_keeps_the_raw_text_and_says_what_to_do(spark: Any, tmp_path:
     assert rows["bad_ts"]["event_time"] == "yesterday"
     assert "'yesterday'" in rows["bad_ts"]["detail"] and "ISO-8601" in rows["bad_ts"]["detail"]
     assert "data.min_event_time" in rows["too_old"]["detail"] and "'1990-05-01'" in rows["too_old"]["detail"]
-    assert "'click'" in rows["click"]["detail"] and "view, add_to_cart, purchase" in rows["click"]["detail"]
+    assert "'wishlist'" in rows["wishlist"]["detail"]
+    assert "impression, click, view, add_to_cart, purchase" in rows["wishlist"]["detail"]
     assert rows["price_text"]["price"] == "ten" and "'ten'" in rows["price_text"]["detail"]
     assert rows["no_time"]["detail"] == "event_time is null or blank"
     assert rows["many_problems"]["detail"] == "event_time, user_id is null or blank"

@@ -20,18 +20,22 @@ NDCG = {1: 0.30, 2: 0.31, 3: 0.10}
 
 
 def _registry(tmp_path: Path) -> ModelRegistry:
-    import mlflow
+    """A registry with one version per entry of NDCG, each from its own run (no global MLflow
+    state: other tests in the process may have set an experiment or a tracking URI)."""
+    from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("conclude", artifact_location=(tmp_path / "artifacts").as_uri())
     registry = ModelRegistry(uri, "shop")
     registry.ensure_registered_model()
     art = tmp_path / "model"
     art.mkdir()
     (art / "weights.txt").write_text("w")
     for _ in NDCG:
-        with mlflow.start_run() as run:
-            mlflow.log_artifacts(str(art), "model")
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(art), "model")
+        client.set_terminated(run.info.run_id)
         registry.register(f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     return registry
 

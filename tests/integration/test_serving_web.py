@@ -233,3 +233,86 @@ def test_the_page_shows_the_live_history_and_a_click_updates_it(
         box.clear()
     finally:
         writer.close()
+
+
+def test_the_page_shows_the_experiment_and_its_report(root: Path, browser: Any) -> None:
+    """With an [experiment], the page lists the arms, the latest report's table and decision,
+    and its CTR chart; a reply names the arm that answered."""
+    from functools import partial
+
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from sparktf.config import Config
+    from sparktf.experiments.assignment import Arm, ArmModel, Assignment
+    from sparktf.experiments.report import DecisionRule, Moments, arm_results, ctr_chart, decide, to_json
+    from sparktf.online.landing import LandingWriter
+    from sparktf.serving.app import create_app
+    from sparktf.serving.baselines import load_baseline
+    from sparktf.serving.experiment import ServedExperiment
+    from sparktf.serving.features import load_features
+    from sparktf.serving.repository import BasePathSource, ModelRepository, load_version
+    from sparktf.stages._online import event_rules
+
+    features = load_features(str(root / "features"))
+    repo = ModelRepository(
+        BasePathSource(str(root / "shop"), labels={"treatment": "1"}), partial(load_version, features=features)
+    )
+    assignment = Assignment(
+        "web",
+        "web",
+        (Arm("control", ArmModel("baseline", "popular"), 1.0), Arm("treatment", ArmModel("version", "1"), 1.0)),
+        "control",
+    )
+    served = ServedExperiment(assignment, {"popular": load_baseline("popular", features, exclude_seen=True)})
+    app = create_app(
+        repo,
+        ServeConfig(poll_interval_s=0),
+        features,
+        events=event_rules(Config()),
+        landing=LandingWriter(str(root / "landing")),
+        experiment=served,
+    )
+    # A report as `sparktf experiment report` writes it, from per-arm sums of two buckets.
+    out = root / "experiments" / "web"
+    out.mkdir(parents=True)
+    app.state.sparktf.experiment_dir = str(out)
+    rows_ = []
+    for arm, users, imps, clicks in (("control", 300, 9000, 90), ("treatment", 310, 9300, 160)):
+        for b, share in ((0, 0.5), (1, 1.0)):
+            n, x, y = int(users * share), imps * share, clicks * share
+            row = {"arm": arm, "b": b, "users": n, "requests": x / 10, "impressions": x, "impressions_sq": x * x / n}
+            for c, v in (("clicks", y), ("carts", y / 5), ("purchases", y / 20)):
+                row |= {c: v, f"{c}_sq": v * v / n * 1.5, f"{c}_x": v * x / n}
+            rows_.append(row)
+    report = arm_results(Moments(pd.DataFrame(rows_), 2, 60.0, 0), assignment, 0.05, {})
+    report["arm_models"] = {
+        "control": {"model": "popular", "kind": "baseline", "version": None},
+        "treatment": {"model": "1", "kind": "version", "version": 1},
+    }
+    rule = DecisionRule("control", 0.05, 0.001, 100, 0.0, 0.01, 250.0)
+    report["decision"] = decide(report, rule, {"control": "popular", "treatment": "1"})
+    report["generated_at"] = "2026-12-06T00:00:00Z"
+    (out / "report.json").write_text(to_json(report))
+    ctr_chart(report["curve"], str(out / "ctr.png"), "web")
+
+    with RunningServer(app) as srv:
+        wait = WebDriverWait(browser, 30)
+        browser.get(srv.url + "/")
+        wait.until(lambda d: d.find_element(By.ID, "experiment").is_displayed())
+        assert "control = popular (50%)" in browser.find_element(By.ID, "experiment-arms").text
+        assert "treatment = 1 (50%)" in browser.find_element(By.ID, "experiment-arms").text
+        wait.until(lambda d: len(rows(d, "experiment-table")) == 2)
+        table = {r[0]: r for r in rows(browser, "experiment-table")}
+        assert table["control"][5].startswith("0.0100 [") and table["control"][6] == "control"
+        assert table["treatment"][6].startswith("+72.0% [")  # 160/9300 over 90/9000
+        assert "Decision: keep" in browser.find_element(By.ID, "experiment-decision").text  # guardrails unknown
+        wait.until(lambda d: d.execute_script("return document.getElementById('experiment-chart').naturalWidth") > 0)
+
+        select = Select(browser.find_element(By.ID, "user-select"))
+        wait.until(lambda d: len(select.options) > 1)
+        select.select_by_value(USERS[1])
+        browser.find_element(By.ID, "go").click()
+        arm = assignment.arm_for(USERS[1]).name
+        wait.until(lambda d: f"arm {arm}" in d.find_element(By.ID, "version").text)
