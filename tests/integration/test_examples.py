@@ -185,7 +185,9 @@ def test_online_experiment_example(tmp_path: Path) -> None:
     truths = dict(re.findall(r"^  arm (\w+): .* true CTR ([0-9.]+)$", run.stdout, re.M))
     assert set(truths) == {"popular", "sequential"}
     run.search(r"^sample ratio: users \[\d+, \d+\]")
-    run.search(r"^  sequential = @champion \(v\d+\): \d+ users, .* CTR [0-9.]+ \[-?[0-9.]+, -?[0-9.]+\]; lift over popular")
+    run.search(
+        r"^  sequential = @champion \(v\d+\): \d+ users, .* CTR [0-9.]+ \[-?[0-9.]+, -?[0-9.]+\]; lift over popular"
+    )
     run.search(r"^decision: (promote|keep|stop)")
     report = json.loads((tmp_path / "experiments" / "seq-vs-popular" / "report.json").read_text())
     assert report["arm_models"]["sequential"]["version"] is not None
