@@ -235,9 +235,10 @@ def test_the_page_shows_the_live_history_and_a_click_updates_it(
         writer.close()
 
 
-def test_the_page_shows_the_experiment_and_its_report(root: Path, browser: Any) -> None:
+def test_the_page_shows_the_experiment_and_its_report(root: Path, server: RunningServer, browser: Any) -> None:
     """With an [experiment], the page lists the arms, the latest report's table and decision,
-    and its CTR chart; a reply names the arm that answered."""
+    and its CTR chart; a reply names the arm that answered. (``server`` writes the export and
+    the features this app serves too.)"""
     from functools import partial
 
     import pandas as pd

@@ -355,3 +355,15 @@ def test_mde_of_a_ratio_has_the_promised_power() -> None:
     hits = [lift(RatioTotals.of(yt[i], xt[i]), RatioTotals.of(yc[i], xc[i])).p_value < 0.05 for i in range(m)]
     power = float(np.mean(hits))
     assert abs(power - 0.8) <= 3 * math.sqrt(0.8 * 0.2 / m), power
+
+
+def test_an_arm_without_a_single_click_gets_the_poisson_bound_not_a_point() -> None:
+    """No clicks at all: the delta method's interval would be [0, 0] (certainty); the bound is
+    the exact Poisson one for zero events, so a true rate of 1/2,000 is inside it."""
+    t = RatioTotals.of([0.0] * 200, [10.0] * 200)
+    est = ratio_estimate(t)
+    assert est.value == 0.0 and est.ci_low == 0.0
+    assert est.ci_high == pytest.approx(-math.log(0.025) / 2000)
+    assert est.ci_high > 1 / 2000
+    # Zero events happen with probability exp(-rate * n) <= alpha / 2 above the bound.
+    assert math.exp(-est.ci_high * 2000) == pytest.approx(0.025)

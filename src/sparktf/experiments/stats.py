@@ -202,6 +202,8 @@ def ratio_estimate(t: RatioTotals, alpha: float = 0.05) -> RatioEstimate:
 
     Returns:
         The estimate; variance, SE and CI are NaN with fewer than two users or ``sum_x == 0``.
+        With no success at all (``sum_y == 0``) the CI is ``[0, -ln(alpha / 2) / sum_x]``, the
+        exact Poisson bound, instead of the delta method's degenerate ``[0, 0]``.
 
     Raises:
         ValueError: if ``alpha`` is not in (0, 1).
@@ -211,6 +213,12 @@ def ratio_estimate(t: RatioTotals, alpha: float = 0.05) -> RatioEstimate:
     variance = linearized_variance(t) / t.users if t.users >= 2 else math.nan
     se = math.sqrt(variance) if not math.isnan(variance) else math.nan
     half = _z(1.0 - alpha / 2.0) * se
+    if t.sum_y == 0 and t.sum_x > 0 and t.users >= 2:
+        # No success at all: the delta-method interval collapses to [0, 0], which would claim
+        # certainty. The upper bound is then the exact Poisson one for zero events over the
+        # denominator (3.69 / sum_x at alpha = 0.05); it ignores clustering, the best zero
+        # events allow.
+        return RatioEstimate(value=0.0, variance=variance, se=se, ci_low=0.0, ci_high=-math.log(alpha / 2.0) / t.sum_x)
     return RatioEstimate(value=value, variance=variance, se=se, ci_low=value - half, ci_high=value + half)
 
 
