@@ -21,6 +21,8 @@ from dataclasses import dataclass
 __all__ = [
     "ANONYMOUS_PREFIX",
     "BASELINES",
+    "CLICK",
+    "IMPRESSION",
     "Arm",
     "ArmModel",
     "Assignment",
@@ -33,6 +35,11 @@ __all__ = [
 BASELINES: tuple[str, ...] = ("popular", "cooccurrence")
 #: The ``user_id`` of the impressions of an anonymous unit: this prefix and the session id.
 ANONYMOUS_PREFIX = "anonymous:"
+#: The event type of an item a reply showed (logged by the server) and of a click on one
+#: (posted by the client with the reply's ``request_id`` and the ``position``); both must be in
+#: ``data.event_types``, and neither makes a sequence.
+IMPRESSION = "impression"
+CLICK = "click"
 
 
 @dataclass(frozen=True)

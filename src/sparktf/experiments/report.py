@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sparktf.experiments.assignment import Assignment
+from sparktf.experiments.assignment import CLICK, IMPRESSION, Assignment
 from sparktf.experiments.stats import RatioTotals, lift, ratio_estimate, sample_ratio_test
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ __all__ = [
 
 #: The ratio metrics of the report: name -> the per-user numerator column (denominator: impressions).
 METRICS: dict[str, str] = {"ctr": "clicks", "add_to_cart_rate": "carts", "purchase_rate": "purchases"}
-_ACTIONS = {"click": "clicks", "add_to_cart": "carts", "purchase": "purchases"}
+_ACTIONS = {CLICK: "clicks", "add_to_cart": "carts", "purchase": "purchases"}
 
 
 def read_events(spark: SparkSession, path: str) -> DataFrame:
@@ -119,7 +119,7 @@ def arm_moments(events: DataFrame, experiment: str, buckets: int = 20) -> Moment
     """
     from pyspark.sql import functions as F
 
-    imp = events.where((F.col("event_type") == "impression") & (F.col("experiment") == experiment))
+    imp = events.where((F.col("event_type") == IMPRESSION) & (F.col("experiment") == experiment))
     replies = imp.groupBy("request_id").agg(
         F.first("arm").alias("arm"),
         F.first("user_id").alias("user_id"),

@@ -51,6 +51,7 @@ import numpy as np
 
 from sparktf.config import GeneratorConfig
 from sparktf.data.generator import NextView, funnel_probabilities, user_quotas
+from sparktf.experiments.assignment import CLICK
 
 __all__ = [
     "ArmTally",
@@ -344,7 +345,7 @@ class ShopperSimulator:
             base = {"user_id": uid, "item_id": item_name(wanted), "session_id": sid}
             link = {"request_id": clicked[0], "position": clicked[1]} if clicked else {}
             if clicked:
-                events.append({**base, **link, "event_type": "click", "event_time": now})
+                events.append({**base, **link, "event_type": CLICK, "event_time": now})
             events.append({**base, **link, "event_type": "view", "event_time": now + 0.001})
             p_cart, p_buy = funnel_probabilities(
                 bool(sale >= 0 and cat.on_sale(np.array([sale]), np.array([wanted]))[0])
@@ -476,7 +477,7 @@ class LocalShop:
     def post_events(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         with self._lock:
             for e in events:
-                if e["event_type"] == "click":
+                if e["event_type"] == CLICK:
                     arm, user = self._served[e["request_id"]]
                     self.per_user[arm][user][0] += 1
         return {"accepted": len(events), "rejected": []}

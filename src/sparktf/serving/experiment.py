@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sparktf.errors import ServingError
-from sparktf.experiments.assignment import Arm, Assignment, unit_of
+from sparktf.experiments.assignment import CLICK, IMPRESSION, Arm, Assignment, unit_of
 from sparktf.online.events import check_event, landing_record, new_event_id
 from sparktf.online.landing import LandingError
 from sparktf.serving.recommend import RecommendQuery
@@ -38,13 +38,9 @@ if TYPE_CHECKING:
     from sparktf.serving.features import FeatureLookup
     from sparktf.serving.metrics import ServerMetrics
 
-__all__ = ["CLICK", "IMPRESSION", "ServedExperiment", "arm_labels", "clock", "impression_events", "log_impressions"]
+__all__ = ["ServedExperiment", "arm_labels", "clock", "impression_events", "log_impressions"]
 
 log = logging.getLogger(__name__)
-
-#: The event type of a shown item (``data.event_types`` must list it, and ``click``).
-IMPRESSION = "impression"
-CLICK = "click"
 
 
 def arm_labels(assignment: Assignment) -> dict[str, str]:
