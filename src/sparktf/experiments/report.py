@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sparktf.experiments.assignment import CLICK, IMPRESSION, Assignment
-from sparktf.experiments.stats import RatioTotals, lift, ratio_estimate, sample_ratio_test
+from sparktf.experiments.stats import Lift, RatioTotals, lift, ratio_estimate, sample_ratio_test
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -245,32 +245,16 @@ def arm_results(
         if name == control:
             continue
         for metric, column in METRICS.items():
-            lf = lift(moments.totals(name, column), moments.totals(control, column), alpha)
-            res.lift[metric] = {
-                "absolute": lf.absolute,
-                "absolute_ci_low": lf.absolute_ci[0],
-                "absolute_ci_high": lf.absolute_ci[1],
-                "relative": lf.relative,
-                "relative_ci_low": lf.relative_ci[0],
-                "relative_ci_high": lf.relative_ci[1],
-                "p_value": lf.p_value,
-            }
+            res.lift[metric] = _lift_dict(lift(moments.totals(name, column), moments.totals(control, column), alpha))
     # Every arm against every other on CTR (the lifts above are against the control only):
     # the decision compares a winner with the champion's arm, and the order check uses them.
     pairwise: dict[str, dict[str, dict[str, float]]] = {}
     for a in arms_in_config:
         for b in arms_in_config:
             if a != b:
-                lf = lift(moments.totals(a, "clicks"), moments.totals(b, "clicks"), alpha)
-                pairwise.setdefault(a, {})[b] = {
-                    "relative": lf.relative,
-                    "relative_ci_low": lf.relative_ci[0],
-                    "relative_ci_high": lf.relative_ci[1],
-                    "absolute": lf.absolute,
-                    "absolute_ci_low": lf.absolute_ci[0],
-                    "absolute_ci_high": lf.absolute_ci[1],
-                    "p_value": lf.p_value,
-                }
+                pairwise.setdefault(a, {})[b] = _lift_dict(
+                    lift(moments.totals(a, "clicks"), moments.totals(b, "clicks"), alpha)
+                )
     shares = assignment.shares
     weighted = [a for a in arms_in_config if shares[a] > 0 or results[a].users > 0]
     srm = sample_ratio_test([results[a].users for a in weighted], [shares[a] for a in weighted])
@@ -291,6 +275,18 @@ def arm_results(
         "users_in_several_arms": moments.users_in_several_arms,
         "unknown_arms": sorted(seen - set(arms_in_config)),
         "curve": cumulative_ctr(moments, arms_in_config, alpha),
+    }
+
+
+def _lift_dict(lf: Lift) -> dict[str, float]:
+    return {
+        "absolute": lf.absolute,
+        "absolute_ci_low": lf.absolute_ci[0],
+        "absolute_ci_high": lf.absolute_ci[1],
+        "relative": lf.relative,
+        "relative_ci_low": lf.relative_ci[0],
+        "relative_ci_high": lf.relative_ci[1],
+        "p_value": lf.p_value,
     }
 
 
