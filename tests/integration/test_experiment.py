@@ -11,6 +11,7 @@ shoppers' probabilities.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,11 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
     out = Path(cfg.paths.local("experiments", "it"))
     assert json.loads((out / "report.json").read_text())["experiment"] == "it"
     assert (out / "ctr.png").read_bytes()[:4] == b"\x89PNG"
-    assert shown["mlflow_run_id"]
+    # The report's run keeps its artifacts in the workdir, not in ./mlruns of the directory the command ran in.
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri=cfg.tracking_uri).get_run(shown["mlflow_run_id"])
+    assert run.info.artifact_uri.startswith("file://" + os.path.abspath(cfg.paths.mlflow_artifacts)), run.info
 
 
 class _Quiet:

@@ -203,6 +203,7 @@ class ReportArgs:
     token: str
     tracking_uri: str
     mlflow_experiment: str
+    artifact_root: str
     registered_model: str
     gate: GateConfig
     promote_alias: str
@@ -228,6 +229,7 @@ def report_args(cfg: Config) -> ReportArgs:
         token=cfg.serve.auth_token,
         tracking_uri=cfg.tracking_uri,
         mlflow_experiment=cfg.tracking.experiment,
+        artifact_root=cfg.paths.mlflow_artifacts,
         registered_model=cfg.tracking.registered_model,
         gate=cfg.gate,
         promote_alias=e.promote_alias or cfg.gate.champion_alias,
@@ -381,9 +383,10 @@ def _log_to_mlflow(report: dict[str, Any], args: ReportArgs, json_path: str, png
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from sparktf.training.tracking import open_experiment
+
     client = MlflowClient(tracking_uri=args.tracking_uri)
-    exp = client.get_experiment_by_name(args.mlflow_experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(args.mlflow_experiment)
+    exp_id = open_experiment(client, args.mlflow_experiment, args.artifact_root, args.tracking_uri)
     tags = {
         "sparktf.kind": "online_experiment",
         "sparktf.experiment": args.assignment.experiment,

@@ -174,6 +174,32 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
 
+def open_experiment(client: Any, experiment: str, artifact_root: str | None, tracking_uri: str) -> str:
+    """The id of MLflow experiment ``experiment``, created with its artifacts under
+    ``artifact_root`` when it does not exist yet. Without a location MLflow would put them
+    in ``./mlruns`` of whatever directory the command ran in."""
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = None
+            if artifact_root:
+                os.makedirs(artifact_root, exist_ok=True) if "://" not in artifact_root else None
+                location = artifact_root if "://" in artifact_root else "file://" + os.path.abspath(artifact_root)
+            return str(
+                client.create_experiment(
+                    experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
+            )
+        if (exp.tags or {}).get(EXPERIMENT_KIND_TAG) is None:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return str(exp.experiment_id)
+    except Exception as exc:
+        raise TrackingError(
+            f"Cannot open MLflow experiment {experiment!r} at {tracking_uri}: {exc}",
+            hint="Check tracking.tracking_uri (is the server up? is the workdir writable?).",
+        ) from exc
+
+
 class RunTracker:
     """Driver-side handle on one MLflow run.
 
@@ -190,25 +216,7 @@ class RunTracker:
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
         self.client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
-        try:
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                location = None
-                if artifact_root:
-                    os.makedirs(artifact_root, exist_ok=True) if "://" not in artifact_root else None
-                    location = artifact_root if "://" in artifact_root else "file://" + os.path.abspath(artifact_root)
-                self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
-                )
-            else:
-                self.experiment_id = exp.experiment_id
-                if (exp.tags or {}).get(EXPERIMENT_KIND_TAG) is None:
-                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        except Exception as exc:
-            raise TrackingError(
-                f"Cannot open MLflow experiment {experiment!r} at {tracking_uri}: {exc}",
-                hint="Check tracking.tracking_uri (is the server up? is the workdir writable?).",
-            ) from exc
+        self.experiment_id = open_experiment(self.client, experiment, artifact_root, tracking_uri)
         self.run_id: str | None = None
 
     def start(self, run_name: str, tags: Mapping[str, str] | None = None) -> str:
