@@ -35,6 +35,7 @@ AREAS: dict[str, tuple[str, int]] = {
     "serving": ("Online serving vs mlflow models serve", 9),
     "live": ("Online loop: events in, fresh recommendations out", 16),
     "experiment": ("Online experiments: statistics against the truth, the simulator's throughput", 17),
+    "ope": ("Off-policy estimates (IPS, SNIPS, DR) against the logged truth", 18),
 }
 
 
