@@ -940,6 +940,16 @@ class ExperimentArm(_Section):
             followed and hot-reloaded like the champion), ``<version>`` (a fixed version number),
             or a baseline: ``popular`` or ``cooccurrence`` (see :mod:`sparktf.serving.baselines`).
         weight: the arm's share of units (weights are normalised over the arms).
+        exploration: how the arm picks the shown items from its ranked list, so that the
+            logged impressions can evaluate other policies off-line
+            (:mod:`sparktf.experiments.exploration`): ``none`` (its top k; each impression
+            logs propensity 1), ``epsilon_greedy`` or ``plackett_luce``.
+        epsilon: ``epsilon_greedy``: the share of replies that show a uniformly random slate
+            of the ``candidates`` instead of the top k.
+        temperature: ``plackett_luce``: the items are drawn one slot after another with
+            probability ∝ ``exp(score / temperature)``; lower explores less.
+        candidates: how many of the ranked list an exploring arm may show (its top
+            ``candidates`` allowed items); larger gives off-policy estimates more support.
     """
 
     _section: typing.ClassVar[str] = "experiment.arms"
@@ -947,6 +957,10 @@ class ExperimentArm(_Section):
     name: str = "control"
     model: str = "popular"
     weight: float = 1.0
+    exploration: str = "none"
+    epsilon: float = 0.1
+    temperature: float = 1.0
+    candidates: int = 50
 
     def _validate(self) -> None:
         self._require("name", bool(_NAME.match(self.name)), "a name of letters, digits, '_', '-' (at most 64)")
@@ -958,6 +972,14 @@ class ExperimentArm(_Section):
             "'@<alias>', a version number, 'popular' or 'cooccurrence'",
         )
         self._require("weight", 0.0 <= self.weight <= 1e6 and self.weight == self.weight, "a weight from 0 to 1e6")
+        self._require(
+            "exploration",
+            self.exploration in ("none", "epsilon_greedy", "plackett_luce"),
+            "'none', 'epsilon_greedy' or 'plackett_luce'",
+        )
+        self._require("epsilon", 0.0 < self.epsilon <= 1.0, "a share above 0 and at most 1")
+        self._require("temperature", 0.0 < self.temperature <= 1e6, "a positive number")
+        self._require("candidates", 1 <= self.candidates <= 1000, "between 1 and 1000")
 
 
 @dataclass(frozen=True)
@@ -984,6 +1006,8 @@ class ExperimentConfig(_Section):
             is stopped.
         promote_alias: the alias ``conclude`` moves to the winning arm's version (through
             the validation gate's promotion path); empty: ``gate.champion_alias``.
+        ope_clip: ``sparktf experiment estimate`` cuts importance weights above this
+            (trading a downward bias for variance); 0: no clipping.
     """
 
     _section: typing.ClassVar[str] = "experiment"
@@ -1003,9 +1027,11 @@ class ExperimentConfig(_Section):
     max_error_rate: float = 0.01
     max_p99_latency_ms: float = 250.0
     promote_alias: str = ""
+    ope_clip: float = 0.0
 
     def _validate(self) -> None:
         self._require("name", self.name == "" or bool(_NAME.match(self.name)), "empty or letters, digits, '_', '-'")
+        self._require("ope_clip", 0.0 <= self.ope_clip <= 1e12, "0 (no clipping) or a positive weight")
         names = [a.name for a in self.arms]
         self._require("arms", len(self.arms) >= 2, "at least two [[experiment.arms]] tables")
         self._require("arms", len(set(names)) == len(names), f"arms with distinct names (got {names})")

@@ -30,7 +30,7 @@ from sparktf.config import Config, ExperimentArm, MetricThreshold
 from sparktf.errors import ConfigError
 from sparktf.spark import spark_conf
 from sparktf.stages._evaluation import eval_args
-from sparktf.stages.experiment import report_args, simulate_args
+from sparktf.stages.experiment import estimate_args, report_args, simulate_args
 from sparktf.stages.features import features_args
 from sparktf.stages.generate import generate_args
 from sparktf.stages.index import index_args
@@ -216,7 +216,15 @@ READS: dict[str, Reach] = {
     "experiment.arms": Reach(
         "serve, experiment report",
         lambda c: tuple(
-            ExperimentArm(a.name, "@" + a.model.value if a.model.kind == "alias" else a.model.value, a.weight)
+            ExperimentArm(
+                a.name,
+                "@" + a.model.value if a.model.kind == "alias" else a.model.value,
+                a.weight,
+                a.exploration.kind,
+                a.exploration.epsilon,
+                a.exploration.temperature,
+                a.exploration.candidates,
+            )
             for a in _same_for_both(serve_args(_named(c), None).experiment, report_args(_named(c)).assignment).arms
         ),
     ),
@@ -256,6 +264,11 @@ READS: dict[str, Reach] = {
         "experiment report (decide)",
         lambda c: report_args(_named(c)).rule.max_p99_latency_ms,
         "experiments/report.py",
+    ),
+    "experiment.ope_clip": Reach(
+        "experiment estimate (slot_terms)",
+        lambda c: estimate_args(_named(c)).clip if c.experiment.ope_clip else 0.0,
+        "stages/experiment.py",
     ),
     "experiment.promote_alias": Reach(
         "experiment conclude", lambda c: report_args(_named(c)).promote_alias, auto_default=True

@@ -85,6 +85,17 @@ LIVE_FIELDS: tuple[EventField, ...] = (
     EventField("position", "int", False, "the item's 1-based rank in that reply"),
     EventField("experiment", "string", False, "the online experiment the reply was part of (impressions)"),
     EventField("arm", "string", False, "the experiment arm that served the reply (impressions)"),
+    EventField(
+        "propensity",
+        "double",
+        False,
+        "the probability with which the arm's policy showed this item at this position, in (0, 1]; 1 when it "
+        "ranks deterministically (impressions)",
+    ),
+    EventField("policy", "string", False, "the arm's logging policy and its parameters (impressions)"),
+    EventField(
+        "context", "string", False, "the history the reply was ranked from, a JSON array of item ids (impressions)"
+    ),
     EventField("ack_time", "double", True, "when the collector acknowledged the event (epoch seconds)"),
 )
 #: The fields of one landing record (a JSON line under ``data/landing``).

@@ -16,7 +16,9 @@ recompute nothing: every impression carries its experiment and arm.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sparktf.experiments.exploration import Exploration
 
 __all__ = [
     "ANONYMOUS_PREFIX",
@@ -78,11 +80,12 @@ def parse_arm_model(text: str) -> ArmModel:
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm: its name, what it serves and its weight."""
+    """One arm: its name, what it serves, its weight and how it explores."""
 
     name: str
     model: ArmModel
     weight: float
+    exploration: Exploration = field(default_factory=Exploration)
 
 
 def bucket_of(salt: str, unit: str, buckets: int) -> int:

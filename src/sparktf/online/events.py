@@ -96,7 +96,11 @@ _TEXT_FIELDS = (
     "request_id",
     "experiment",
     "arm",
+    "policy",
+    "context",
 )
+#: The longest ``context`` (an impression's history as a JSON array) accepted.
+MAX_CONTEXT_CHARS = 65_536
 _MAX_INT32 = 2**31 - 1
 
 
@@ -234,10 +238,22 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
             texts[name] = _text(value)
         else:
             return fail("bad_field", f"{name} {_quoted(_text(value))} is a JSON {json_type(value)}; send a string")
-    for name in ("request_id", "experiment", "arm"):
+    for name in ("request_id", "experiment", "arm", "policy"):
         value = texts[name]
         if value is not None and len(value) > MAX_ID_CHARS:
             return fail("bad_field", f"{name} {_quoted(value)} is longer than {MAX_ID_CHARS} characters")
+    if texts["context"] is not None and len(texts["context"]) > MAX_CONTEXT_CHARS:
+        return fail("bad_field", f"context is longer than {MAX_CONTEXT_CHARS} characters")
+    raw_propensity = raw.get("propensity")
+    propensity: float | None = None
+    if not _absent(raw_propensity):
+        propensity = None if isinstance(raw_propensity, bool) else _price(raw_propensity)
+        if propensity is None or not 0.0 < propensity <= 1.0:
+            return fail(
+                "bad_field",
+                f"propensity {_quoted(_text(raw_propensity))} is not a number in (0, 1] "
+                "(the probability with which the policy showed the item at its position)",
+            )
     request_id = texts["request_id"]
 
     event_id = raw.get("event_id")
@@ -278,6 +294,9 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
         "position": position,
         "experiment": texts["experiment"],
         "arm": texts["arm"],
+        "propensity": propensity,
+        "policy": texts["policy"],
+        "context": texts["context"],
         "ack_time": float(ack_time),
     }
     return Checked(event, None, None, ignored)

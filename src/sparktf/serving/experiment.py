@@ -19,14 +19,18 @@ must go through the server's own durable event path.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from sparktf.errors import ServingError
 from sparktf.experiments.assignment import CLICK, IMPRESSION, Arm, Assignment, unit_of
+from sparktf.experiments.exploration import Exploration, choose
 from sparktf.online.events import check_event, landing_record, new_event_id
 from sparktf.online.landing import LandingError
 from sparktf.serving.recommend import RecommendQuery
@@ -38,7 +42,7 @@ if TYPE_CHECKING:
     from sparktf.serving.features import FeatureLookup
     from sparktf.serving.metrics import ServerMetrics
 
-__all__ = ["ServedExperiment", "arm_labels", "clock", "impression_events", "log_impressions"]
+__all__ = ["ServedExperiment", "arm_labels", "clock", "explore_reply", "impression_events", "log_impressions"]
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +101,25 @@ def impression_events(
     request_id: str,
     query: RecommendQuery,
     items: Sequence[Mapping[str, Any]],
+    propensities: Sequence[float],
+    policy: str,
+    context: Sequence[str],
     features: FeatureLookup,
     rules: EventRules,
     now: float,
 ) -> list[dict[str, Any]]:
     """The landing records of a reply's shown items: one ``impression`` per item, with its
-    1-based ``position``, checked by the collector's rules (so they read back like posted events).
+    1-based ``position``, the probability with which the arm's policy put it there, the
+    policy, and the history the reply was ranked from (what an off-policy estimate replays),
+    checked by the collector's rules (so they read back like posted events).
 
     Raises:
         ServingError: 500 when an impression fails the rules (a bug: the server made it).
     """
     unit = unit_of(query.user_id, query.session_id)
+    history = json.dumps(list(context), separators=(",", ":"))
     out = []
-    for position, item in enumerate(items, start=1):
+    for position, (item, propensity) in enumerate(zip(items, propensities, strict=True), start=1):
         attrs = features.items.get(str(item["item_id"]), {})
         raw = {
             "event_time": now,
@@ -125,6 +135,9 @@ def impression_events(
             "position": position,
             "experiment": experiment,
             "arm": arm,
+            "propensity": propensity,
+            "policy": policy,
+            "context": history,
         }
         checked = check_event(raw, rules, ack_time=now)
         if checked.event is None:
@@ -152,6 +165,28 @@ async def log_impressions(
         return False
     metrics.impressions.labels(experiment, arm, "logged").inc(len(records))
     return True
+
+
+def explore_reply(reply: dict[str, Any], policy: Exploration, k: int, request_id: str) -> list[float]:
+    """Pick the shown items of an exploring arm's reply, in place; their propensities.
+
+    ``reply["items"]`` holds the arm's ranked candidates (asked for ``policy.pool`` of them);
+    the policy picks ``k`` of them, in slot order, with the randomness seeded by the request
+    id (so a logged reply can be replayed). Without exploration the top ``k`` are shown with
+    propensity 1. The candidates are the arm's allowed items only, so exploring never shows
+    an excluded or seen item.
+    """
+    items = reply["items"]
+    if not policy.explores:
+        shown, propensities = items[:k], [1.0] * min(k, len(items))
+    else:
+        rng = np.random.default_rng(int(request_id[:16], 16))
+        slate = choose(policy, [x.get("score") for x in items], k, rng)
+        shown, propensities = [items[i] for i in slate.indices], list(slate.propensities)
+    for item, p in zip(shown, propensities, strict=True):
+        item["propensity"] = p
+    reply["items"] = shown
+    return propensities
 
 
 def clock() -> float:

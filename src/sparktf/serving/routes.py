@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
+from dataclasses import replace
 from functools import partial
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sparktf.errors import ServingError
+from sparktf.experiments.offpolicy import OFFPOLICY_FILE
 from sparktf.serving import tfserving as tfs
 from sparktf.serving.batch_calls import lookup_live, run_predict, run_recommend
 from sparktf.serving.error_handlers import json_response
-from sparktf.serving.experiment import ServedExperiment, clock, impression_events, log_impressions
+from sparktf.serving.experiment import ServedExperiment, clock, explore_reply, impression_events, log_impressions
 from sparktf.serving.openapi import ERRORS, EXAMPLES_BODY, JSON, PREDICT_BODY, RECOMMEND_BODY, docs_page
 from sparktf.serving.recommend import RecommendQuery, live_block, parse_recommend_request
 from sparktf.serving.repository import LoadedVersion, Snapshot
@@ -236,8 +238,11 @@ async def _recommend_arm(
         with VersionInUse(lv) if lv is not None else nullcontext():
             if lv is not None:
                 _require_recommender(lv, model_name)
-            reply = await run_recommend(state.require_batcher(), recommender, query, _live_store(state), metrics)
+            # An exploring arm asks its model for its candidates, and its policy picks the shown ones.
+            asked = replace(query, k=max(query.k, arm.exploration.pool))
+            reply = await run_recommend(state.require_batcher(), recommender, asked, _live_store(state), metrics)
         request_id = uuid.uuid4().hex
+        propensities = explore_reply(reply, arm.exploration, query.k, request_id)
         now = clock()
         assert state.events is not None and state.landing is not None  # checked when the app was made
         records = impression_events(
@@ -246,6 +251,9 @@ async def _recommend_arm(
             request_id=request_id,
             query=query,
             items=reply["items"],
+            propensities=propensities,
+            policy=arm.exploration.describe(),
+            context=reply.get("history", ()),
             features=state.features,
             rules=state.events,
             now=now,
@@ -264,6 +272,7 @@ async def _recommend_arm(
         "model_version": str(lv.version) if lv is not None else None,
         "baseline": arm.model.value if arm.model.kind == "baseline" else None,
         "k": query.k,
+        "policy": arm.exploration.describe(),
         "impressions_logged": logged,
     }
     out.update(reply)
@@ -402,10 +411,17 @@ def _add_page(app: FastAPI, state: ServerState) -> None:
             "experiment": exp.name,
             "control": exp.assignment.control,
             "arms": [
-                {"name": a.name, "model": a.model.value, "kind": a.model.kind, "share": shares[a.name]}
+                {
+                    "name": a.name,
+                    "model": a.model.value,
+                    "kind": a.model.kind,
+                    "share": shares[a.name],
+                    "policy": a.exploration.describe(),
+                }
                 for a in exp.assignment.arms
             ],
             "report": _experiment_file(state, "report.json"),
+            "off_policy": _experiment_file(state, OFFPOLICY_FILE),
         }
         return json_response(tfs.encode_json(doc))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sparktf.config import Config, ExperimentConfig
 from sparktf.experiments.assignment import Arm, Assignment, parse_arm_model
+from sparktf.experiments.exploration import Exploration
 from sparktf.online.events import EventRules
 
 __all__ = ["assignment", "event_rules", "landing_dir", "online_sqlite_path", "served_online_path"]
@@ -19,7 +20,15 @@ def assignment(cfg: ExperimentConfig) -> Assignment | None:
     """
     if not cfg.active:
         return None
-    arms = tuple(Arm(a.name, parse_arm_model(a.model), a.weight) for a in cfg.arms)
+    arms = tuple(
+        Arm(
+            a.name,
+            parse_arm_model(a.model),
+            a.weight,
+            Exploration(a.exploration, a.epsilon, a.temperature, a.candidates),
+        )
+        for a in cfg.arms
+    )
     return Assignment(
         experiment=cfg.name,
         salt=cfg.salt or cfg.name,
