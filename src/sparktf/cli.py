@@ -515,7 +515,7 @@ def simulate(
 
 
 experiment_app = typer.Typer(
-    help="The online experiment of [experiment]: its report and its conclusion.",
+    help="The online experiment of [experiment]: its report, off-policy estimates, and its conclusion.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -539,6 +539,39 @@ def experiment_report(
     cfg = _load(config, set_, workdir, master)
     with RunLog(cfg.paths.log_file, title="sparktf experiment report", verbose=verbose):
         run_report(cfg, console)
+
+
+@experiment_app.command("estimate")
+def experiment_estimate(
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="The candidate: models:/<name>@<alias>, models:/<name>/<version>, or an export directory.",
+        ),
+    ],
+    logged_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--logged-by",
+            help="Estimate from the impressions of this arm only (repeat for several); default: every arm's.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Estimate a candidate model's CTR from the experiment's logged impressions, before it
+    serves anyone: IPS, self-normalised IPS and doubly robust, each with a 95% interval (off-policy
+    evaluation; the arms log each shown item's propensity). Saved beside the report, which shows it."""
+    from sparktf.runlog import RunLog
+    from sparktf.stages.experiment import run_estimate
+
+    cfg = _load(config, set_, workdir, master)
+    with RunLog(cfg.paths.log_file, title="sparktf experiment estimate", verbose=verbose):
+        run_estimate(cfg, policy, console, logged_by or ())
 
 
 @experiment_app.command("conclude")

@@ -41,7 +41,12 @@ def _cfg(work: Path, **experiment: Any) -> Config:
     sets += [f"generator.{k}={v}" for k, v in WORLD.items()]
     sets += ['experiment.name="it"', "experiment.min_users_per_arm=20"]
     sets += [f"experiment.{k}={v}" for k, v in experiment.items()]
-    arms = '[{name="control", model="popular"}, {name="cooc", model="cooccurrence"}, {name="model", model="1"}]'
+    # The control explores (Plackett-Luce over all its allowed items, nearly flat), so its log can
+    # estimate the model arm off-policy.
+    arms = (
+        '[{name="control", model="popular", exploration="plackett_luce", temperature=3.0, candidates=200}, '
+        '{name="cooc", model="cooccurrence"}, {name="model", model="1"}]'
+    )
     sets.append(f"experiment.arms={arms}")
     return load_config(None, sets)
 
@@ -115,9 +120,18 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
         assert anonymous["arm"] == args.experiment.arm_for("anonymous:s-1").name
         outside = httpx.post(url, json={"history": ["i1"], "k": 3}).json()  # no unit: not in the experiment
         assert outside["experiment"] is None and outside["arm"] is None
+        # An exploring arm logs each shown item's probability, never shows a seen item, and says its policy.
+        explorer = next(u for u in (f"u{i}" for i in range(5000)) if args.experiment.arm_for(u).name == "control")
+        explored = httpx.post(url, json={"user_id": explorer, "history": ["i1", "i2"], "k": 6}).json()
+        assert explored["policy"] == "plackett_luce(temperature=3,candidates=200)"
+        props = [x["propensity"] for x in explored["items"]]
+        assert len(props) == 6 and all(0 < p < 1 for p in props), props
+        assert not {"i1", "i2"} & {x["item_id"] for x in explored["items"]}
         by_model = next(a.name for a in args.experiment.arms if a.model.kind == "version")
         user = next(u for u in (f"u{i}" for i in range(5000)) if args.experiment.arm_for(u).name == by_model)
-        assert httpx.post(url, json={"user_id": user, "k": 3}).json()["model_version"] == "1"
+        deterministic = httpx.post(url, json={"user_id": user, "k": 3}).json()
+        assert deterministic["model_version"] == "1" and deterministic["policy"] == "none"
+        assert [x["propensity"] for x in deterministic["items"]] == [1.0, 1.0, 1.0]
 
         sim = ShopperSimulator(cfg.generator, seed=11, k=10, position_bias=1.0, steps_per_session=4.0, users=1500)
         result = sim.run(lambda: HttpShop(srv.url, "recommender"), duration_s=12, rate=40, concurrency=4)
@@ -135,9 +149,9 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
 
     arms = report["arms"]
     # Nothing lost, nothing counted twice: every impression and click the shoppers saw is in the table.
-    # plus the checks above: u7 3 × 5, the anonymous session 3, the model arm's user 3 (the request
-    # without a unit is outside the experiment and logs none).
-    sent_impressions = sum(t.impressions for t in result.arms.values()) + 5 * 3 + 3 + 3
+    # plus the checks above: u7 3 × 5, the anonymous session 3, the explorer 6, the model arm's user 3
+    # (the request without a unit is outside the experiment and logs none).
+    sent_impressions = sum(t.impressions for t in result.arms.values()) + 5 * 3 + 3 + 6 + 3
     assert sum(a["impressions"] for a in arms.values()) == sent_impressions
     for name, tally in result.arms.items():
         assert arms[name]["clicks"] == tally.clicks, name
@@ -166,6 +180,90 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
 
     run = MlflowClient(tracking_uri=cfg.tracking_uri).get_run(shown["mlflow_run_id"])
     assert run.info.artifact_uri.startswith("file://" + os.path.abspath(cfg.paths.mlflow_artifacts)), run.info
+
+    _estimate_the_model_arm_from_the_control_log(spark, cfg, str(base / "1"), result)
+
+
+def _estimate_the_model_arm_from_the_control_log(spark: Any, cfg: Config, export: str, result: Any) -> None:
+    """``experiment estimate`` on Spark gives exactly the estimators of the same log in memory,
+    and shows next to the online result in the report."""
+    import pandas as pd
+
+    from sparktf.experiments.offpolicy import candidate_slates, logged_slots
+    from sparktf.experiments.ope import estimate, reward_from_log
+    from sparktf.experiments.report import read_events
+    from sparktf.stages.experiment import off_policy_beside, run_estimate
+
+    est = run_estimate(cfg, export, _Quiet(), logged_by=["control"])
+    assert est["logged_by"] == ["control"] and est["logging"]["control"]["policy"].startswith("plackett_luce")
+    slots = logged_slots(read_events(spark, cfg.paths.live_events), "it", ["control"])
+    log = slots.toPandas()
+    assert len(log) == est["diagnostics"]["slots"] and (log["propensity"] < 1).any()
+    slates = candidate_slates(slots, export, None).toPandas()
+    both = log.merge(slates, on=["request_id", "position"], how="left")
+    target = both["target_item"].fillna("").astype(str)
+    model = reward_from_log(list(both["item_id"]), both["position"], both["reward"])
+    mem = estimate(
+        both["propensity"],
+        both["reward"],
+        (both["item_id"] == target).astype(float),
+        unit=list(both["user_id"]),
+        q_logged=model.q(list(both["item_id"]), both["position"]),
+        q_target=pd.Series(model.q(list(target), both["position"])).where(target != "", 0.0),
+    )
+    for name in ("ips", "snips", "dr"):
+        got, want = est["estimates"][name], mem[name]
+        if want.value == want.value:
+            assert got["value"] == pytest.approx(want.value, rel=1e-9, abs=1e-12), name
+            assert got["ci_high"] == pytest.approx(want.ci_high, rel=1e-6, abs=1e-12), name
+    assert est["diagnostics"]["matched_slots"] == mem["diagnostics"]["matched_slots"] > 0
+    # The candidate is the model arm's version: the report puts the estimate beside its online CTR.
+    report = json.loads((Path(cfg.paths.local("experiments", "it")) / "report.json").read_text())
+    beside = off_policy_beside(report, cfg.paths.local("experiments", "it"))
+    assert beside is not None and set(beside["online"]) == {"model"}
+
+
+def test_an_estimate_refuses_impressions_without_propensities(spark: Any, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from sparktf.data.schema import LIVE_EVENT_DDL
+    from sparktf.errors import DataError
+    from sparktf.experiments.offpolicy import logged_slots
+
+    t = datetime(2026, 1, 1)
+    rows = [
+        (
+            t,
+            "u1",
+            "i1",
+            "impression",
+            None,
+            None,
+            None,
+            None,
+            None,
+            f"e{i}",
+            f"r{i}",
+            1,
+            "x",
+            "old",
+            None,
+            None,
+            None,
+            0.0,
+        )
+        for i in range(3)
+    ]
+    rows.append(
+        (t, "u2", "i2", "impression", None, None, None, None, None, "e9", "r9", 1, "x", "new", 0.5, "p", "[]", 0.0)
+    )
+    events = spark.createDataFrame(rows, LIVE_EVENT_DDL)
+    with pytest.raises(
+        DataError, match=r"3 impression\(s\) of experiment 'x' have no propensity \(arms \['old'\]"
+    ) as err:
+        logged_slots(events, "x")
+    assert "logs a propensity with every impression" in (err.value.hint or "")
+    assert logged_slots(events, "x", ["new"]).count() == 1
 
 
 class _Quiet:

@@ -8,6 +8,9 @@
   ``/metrics``, writes ``report.json`` and ``ctr.png`` under ``<workdir>/experiments/<name>/``
   (the server's page shows them), logs both to MLflow in a run tagged with the model
   version of each arm, and prints the table and the decision.
+* ``experiment estimate --policy URI`` replays the logged impressions through a candidate
+  model and estimates its CTR off-policy (IPS, SNIPS, DR with intervals: :mod:`sparktf.experiments.offpolicy`),
+  saved as ``offpolicy.json`` beside the report, which then shows it next to the online results.
 * ``experiment conclude`` applies the decision: ``promote`` moves the promote alias to the
   winning arm's version through :func:`sparktf.registry.promote.promote_version` (the
   validation gate's lock, tags and audit trail; the offline gate still has to pass), and
@@ -17,15 +20,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
 from functools import partial
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sparktf.config import Config, GateConfig, GeneratorConfig, SimulateConfig
 from sparktf.errors import ConfigError, PipelineError
 from sparktf.experiments.assignment import Assignment
+from sparktf.experiments.offpolicy import OFFPOLICY_FILE
 from sparktf.experiments.report import DecisionRule
 from sparktf.stages._online import assignment
 
@@ -35,10 +41,13 @@ if TYPE_CHECKING:
     from sparktf.experiments.simulator import SimulationResult
 
 __all__ = [
+    "EstimateArgs",
     "ReportArgs",
     "SimulateArgs",
+    "estimate_args",
     "report_args",
     "run_conclude",
+    "run_estimate",
     "run_report",
     "run_simulate",
     "simulate_args",
@@ -355,8 +364,150 @@ def build_report(cfg: Config) -> tuple[dict[str, Any], ReportArgs]:
     incumbent = _incumbent(args, versions)
     report["incumbent"] = incumbent
     report["decision"] = decide(report, args.rule, {a.name: a.model.value for a in args.assignment.arms}, incumbent)
+    report["off_policy"] = off_policy_beside(report, args.out_dir)
     report["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return report, args
+
+
+def off_policy_beside(report: dict[str, Any], out_dir: str) -> dict[str, Any] | None:
+    """The latest ``experiment estimate`` of this experiment (None without one), with the online
+    CTR of any arm that serves the estimated version: the estimate next to its online result."""
+    path = os.path.join(out_dir, OFFPOLICY_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        est: dict[str, Any] = json.load(fh)
+    version = str(est.get("model_version", "")).rsplit("/", 1)[-1]
+    est["online"] = {
+        arm: report["arms"][arm]["rates"]["ctr"]
+        for arm, info in report.get("arm_models", {}).items()
+        if info.get("version") is not None and str(info["version"]) == version and arm in report["arms"]
+    }
+    return est
+
+
+@dataclass(frozen=True)
+class EstimateArgs:
+    """What ``sparktf experiment estimate`` reads from the config."""
+
+    experiment: str
+    events_path: str
+    out_dir: str
+    clip: float
+    alpha: float
+    seen_path: str | None
+    tracking_uri: str
+    download_root: str
+
+
+def estimate_args(cfg: Config) -> EstimateArgs:
+    from sparktf.data.schema import FeaturePaths
+    from sparktf.stages._common import download_root
+
+    exp = _require_experiment(cfg)
+    e = cfg.experiment
+    return EstimateArgs(
+        experiment=exp.experiment,
+        events_path=cfg.paths.live_events,
+        out_dir=os.path.join(cfg.paths.local("experiments"), exp.experiment),
+        clip=e.ope_clip if e.ope_clip > 0 else float("inf"),
+        alpha=e.alpha,
+        # The candidate is replayed as the server ranks: with the user's seen items excluded when it does.
+        seen_path=FeaturePaths(cfg.paths.features).seen if cfg.serve.exclude_seen else None,
+        tracking_uri=cfg.tracking_uri,
+        download_root=download_root(cfg),
+    )
+
+
+def run_estimate(cfg: Config, policy: str, console: Console, logged_by: Sequence[str] = ()) -> dict[str, Any]:
+    """``sparktf experiment estimate --policy URI [--logged-by ARM ...]``: the candidate's CTR
+    off-policy from the impressions the experiment logged (those of the ``logged_by`` arms only, when given)."""
+    from sparktf.data import storage
+    from sparktf.experiments.offpolicy import candidate_slates, estimate_on_spark, logged_slots, reward_model
+    from sparktf.experiments.ope import estimates_from_totals
+    from sparktf.experiments.report import read_events, to_json
+    from sparktf.inference.resolve import resolve_model
+    from sparktf.stages._common import spark_for
+
+    args = estimate_args(cfg)
+    spark = spark_for(cfg)
+    events_path = args.events_path
+    if not storage.exists(spark, events_path):
+        raise PipelineError(
+            f"There is no event table at {events_path} yet, so there are no logged impressions to estimate from.",
+            hint="Run `sparktf live` (server and stream), send traffic (`sparktf simulate`), then estimate.",
+        )
+    ref = resolve_model(policy, tracking_uri=args.tracking_uri, download_root=args.download_root)
+    seen_path = args.seen_path
+    seen = spark.read.parquet(seen_path) if seen_path and storage.exists(spark, seen_path) else None
+    names = [a.name for a in _require_experiment(cfg).arms]
+    unknown = sorted(set(logged_by) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"--logged-by names {unknown}, which are not arms of experiment {args.experiment!r}.",
+            hint=f"Use arm names of [experiment]: {names}.",
+        )
+    slots = logged_slots(read_events(spark, events_path), args.experiment, logged_by).cache()
+    try:
+        model = reward_model(slots)
+        slates = candidate_slates(slots, ref.path, seen)
+        totals = estimate_on_spark(slots, slates, model, args.clip)
+        result = estimates_from_totals(totals, args.alpha)
+        logging = {
+            str(r["arm"]): {"policy": r["policy"], "slots": int(r["n"]), "ctr": float(r["c"]) / int(r["n"])}
+            for r in slots.groupBy("arm", "policy")
+            .agg({"reward": "sum", "*": "count"})
+            .withColumnsRenamed({"sum(reward)": "c", "count(1)": "n"})
+            .collect()
+        }
+    finally:
+        slots.unpersist()
+    out: dict[str, Any] = {
+        "experiment": args.experiment,
+        "policy": policy,
+        "model_version": ref.version,
+        "logged_by": sorted(logged_by) or "all arms",
+        "estimates": {name: result[name].to_dict() for name in ("ips", "snips", "dr")},
+        "diagnostics": result["diagnostics"],
+        "clip": None if math.isinf(args.clip) else args.clip,
+        "alpha": args.alpha,
+        "reward_model": model.to_dict(),
+        "logging": logging,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, OFFPOLICY_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(to_json(out))
+    os.replace(path + ".tmp", path)
+    _print_estimate(out, console)
+    console.print(f"off-policy estimate: {path}", markup=False, soft_wrap=True)
+    return out
+
+
+def _f4(x: float | None) -> str:
+    """A rate with 4 decimals; "n/a" for None or NaN (an estimate without support)."""
+    return "n/a" if x is None or x != x else f"{x:.4f}"
+
+
+def _print_estimate(out: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    d = out["diagnostics"]
+    table = Table(title=f"{out['policy']} ({out['model_version']}): CTR off-policy, {1 - out['alpha']:.0%} interval")
+    for col in ("estimator", "CTR", "interval"):
+        table.add_column(col)
+    for name, est in out["estimates"].items():
+        table.add_row(name.upper(), _f4(est["value"]), f"[{_f4(est['ci_low'])}, {_f4(est['ci_high'])}]")
+    console.print(table)
+    console.print(
+        f"{d['slots']} logged slots of {d['units']} users; the candidate agrees on {d['matched_slots']}; "
+        f"effective sample size {d['effective_sample_size']:.0f}, max weight {d['max_weight']:.3g}"
+        + (f", {d['clipped_slots']} clipped" if d["clipped_slots"] else ""),
+        markup=False,
+    )
+    for arm, info in sorted(out["logging"].items()):
+        console.print(f"logged by {arm} ({info['policy']}): {info['slots']} slots, CTR {info['ctr']:.4f}", markup=False)
 
 
 def run_report(cfg: Config, console: Console) -> Any:
@@ -465,6 +616,21 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
             f"{'matches' if off['agrees'] else 'differs from'} the order by offline {off['metric']} {off['by_offline']}"
             + (f"; significantly against it: {against}" if against else "; no significant contradiction")
             + (f"; not told apart online: {ties}" if ties else "")
+        )
+    op = report.get("off_policy")
+    if op:
+        parts = [
+            f"{name.upper()} {_f4(e['value'])} [{_f4(e['ci_low'])}, {_f4(e['ci_high'])}]"
+            for name, e in op["estimates"].items()
+        ]
+        online = "; ".join(
+            f"online as arm {arm}: {c['value']:.4f} [{c['ci_low']:.4f}, {c['ci_high']:.4f}]"
+            for arm, c in op["online"].items()
+        )
+        say(
+            f"off-policy CTR of {op['policy']} ({op['model_version']}, from {op['diagnostics']['slots']} logged slots): "
+            + ", ".join(parts)
+            + (f"; {online}" if online else "; not served online yet")
         )
     d = report["decision"]
     say(f"decision: {d['decision']}" + (f" {d['arm']}" if d["arm"] else "") + " — " + "; ".join(d["reasons"]))
