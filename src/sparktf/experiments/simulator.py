@@ -57,6 +57,8 @@ __all__ = [
     "ArmTally",
     "HttpShop",
     "LocalShop",
+    "PolicyShop",
+    "Scorer",
     "Shop",
     "ShopperSimulator",
     "SimulationResult",
@@ -153,6 +155,10 @@ class ArmTally:
         expected_clicks: Σ over replies of Σ_r θ_r p(item at r): the truth the clicks estimate.
         carts, purchases: add-to-carts and purchases that followed a click.
         users: the users the arm answered.
+        target_impressions, target_expected_clicks: when the shop also says what a candidate
+            policy would have shown in the same context (``target_items`` in the reply, see
+            :class:`PolicyShop`), its items and its expected clicks there: the truth an
+            off-policy estimate from this arm's log estimates.
     """
 
     requests: int = 0
@@ -162,11 +168,18 @@ class ArmTally:
     carts: int = 0
     purchases: int = 0
     users: set[str] = field(default_factory=set)
+    target_impressions: int = 0
+    target_expected_clicks: float = 0.0
 
     @property
     def true_ctr(self) -> float:
         """The arm's true CTR over the replies it gave: expected clicks per impression."""
         return self.expected_clicks / self.impressions if self.impressions else float("nan")
+
+    @property
+    def target_true_ctr(self) -> float:
+        """The candidate's true CTR in this arm's contexts (NaN without ``target_items``)."""
+        return self.target_expected_clicks / self.target_impressions if self.target_impressions else float("nan")
 
 
 @dataclass
@@ -332,6 +345,8 @@ class ShopperSimulator:
                 shown = [item_index(str(x["item_id"])) for x in reply.get("items", [])]
                 ranks = {i: r for r, i in enumerate(shown) if i is not None}
                 expected = float(sum(self.theta[r] * p[i] for i, r in ranks.items() if r < self.k))
+                target = [item_index(str(x)) for x in reply.get("target_items") or ()][: self.k]
+                target_expected = float(sum(self.theta[r] * p[i] for r, i in enumerate(target) if i is not None))
                 arm = str(reply.get("arm") or "(none)")
                 if wanted in ranks and ranks[wanted] < self.k and u_exam < self.theta[ranks[wanted]]:
                     clicked = (str(reply["request_id"]), ranks[wanted] + 1)
@@ -340,6 +355,8 @@ class ShopperSimulator:
                     tally.requests += 1
                     tally.impressions += len(shown)
                     tally.expected_clicks += expected
+                    tally.target_impressions += len(target)
+                    tally.target_expected_clicks += target_expected
                     tally.users.add(uid)
                     tally.clicks += clicked is not None
             base = {"user_id": uid, "item_id": item_name(wanted), "session_id": sid}
@@ -492,3 +509,109 @@ class LocalShop:
             return np.zeros(0), np.zeros(0)
         a = np.asarray(rows, dtype=np.float64)
         return a[:, 0], a[:, 1]
+
+
+#: A policy of :class:`PolicyShop`: (user id, history oldest first) -> all items' scores, by item index.
+Scorer = Callable[[str, Sequence[str]], np.ndarray]
+
+
+class PolicyShop:
+    """A :class:`Shop` in this process whose arms rank by score and explore as the server's
+    arms do (:func:`sparktf.serving.experiment.explore_reply`'s policy, the same
+    :func:`sparktf.experiments.exploration.choose`), logging every shown slot with its
+    propensity; and, for a candidate policy, what it would have shown in the same context
+    (``target_items`` in the reply, so the simulator adds the candidate's true expected
+    clicks there: :attr:`ArmTally.target_true_ctr`).
+
+    For off-policy estimates checked against the truth over many seeded repeats; the same
+    loop over HTTP and Spark is ``sparktf experiment estimate``'s.
+
+    Args:
+        assign: unit -> arm name.
+        scorers: arm -> scorer (higher is better).
+        explorations: arm -> its exploration (absent: none).
+        target: the candidate's scorer, or None.
+        history: how many of a user's latest viewed items are the context (and excluded).
+        seed: the exploration's randomness.
+    """
+
+    def __init__(
+        self,
+        assign: Callable[[str], str],
+        scorers: Mapping[str, Scorer],
+        explorations: Mapping[str, Any] | None = None,
+        target: Scorer | None = None,
+        *,
+        history: int = 20,
+        seed: int = 0,
+    ) -> None:
+        self.assign = assign
+        self.scorers = scorers
+        self.explorations = dict(explorations or {})
+        self.target = target
+        self.history = history
+        self._rng = np.random.default_rng([seed, 0x0FF])
+        self._lock = threading.Lock()
+        self._n = 0
+        self._seen: dict[str, list[str]] = {}
+        #: One entry per shown slot: request_id, user_id, arm, position (1-based), item_id,
+        #: propensity, target_item ("" where the candidate shows nothing there).
+        self.slots: list[tuple[str, str, str, int, str, float, str]] = []
+        #: (request_id, position) of every click.
+        self.clicked: set[tuple[str, int]] = set()
+
+    def _top(self, scores: np.ndarray, excluded: set[int], n: int) -> list[int]:
+        order = np.argsort(-scores, kind="stable")
+        return [int(i) for i in order[: n + len(excluded)] if int(i) not in excluded][:n]
+
+    def recommend(self, user_id: str, session_id: str, k: int) -> dict[str, Any]:
+        from sparktf.experiments.exploration import Exploration, choose
+
+        arm = self.assign(user_id)
+        with self._lock:
+            self._n += 1
+            request_id = f"r{self._n}"
+            context = list(self._seen.get(user_id, [])[-self.history :])
+            seed = int(self._rng.integers(1 << 62))
+        excluded = {i for i in (item_index(x) for x in context) if i is not None}
+        policy = self.explorations.get(arm) or Exploration()
+        scores = self.scorers[arm](user_id, context)
+        ranked = self._top(scores, excluded, max(k, policy.pool))
+        slate = choose(policy, [float(scores[i]) for i in ranked], k, np.random.default_rng(seed))
+        shown = [ranked[i] for i in slate.indices]
+        target: list[int] = []
+        if self.target is not None:
+            target = self._top(self.target(user_id, context), excluded, k)
+        with self._lock:
+            for pos, (item, p) in enumerate(zip(shown, slate.propensities, strict=True)):
+                cand = item_name(target[pos]) if pos < len(target) else ""
+                self.slots.append((request_id, user_id, arm, pos + 1, item_name(item), float(p), cand))
+        return {
+            "request_id": request_id,
+            "arm": arm,
+            "items": [{"item_id": item_name(i)} for i in shown],
+            "target_items": [item_name(i) for i in target] if self.target is not None else None,
+        }
+
+    def post_events(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            for e in events:
+                if e["event_type"] == CLICK:
+                    self.clicked.add((str(e["request_id"]), int(e["position"])))
+                elif e["event_type"] == "view":
+                    self._seen.setdefault(str(e["user_id"]), []).append(str(e["item_id"]))
+        return {"accepted": len(events), "rejected": []}
+
+    def close(self) -> None:
+        pass
+
+    def log(self, arm: str | None = None) -> dict[str, np.ndarray]:
+        """The logged slots (of ``arm``, or all) as arrays, with ``reward`` from the clicks."""
+        rows = [r for r in self.slots if arm is None or r[2] == arm]
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 7
+        names = ("request_id", "user_id", "arm", "position", "item_id", "propensity", "target_item")
+        out = {n: np.asarray(c, dtype=object) for n, c in zip(names, cols, strict=True)}
+        out["position"] = out["position"].astype(np.int64)
+        out["propensity"] = out["propensity"].astype(np.float64)
+        out["reward"] = np.asarray([1.0 if (r[0], r[3]) in self.clicked else 0.0 for r in rows], dtype=np.float64)
+        return out
