@@ -23,9 +23,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sparktf.config import Config, GateConfig, GeneratorConfig, SimulateConfig
