@@ -247,6 +247,8 @@ def test_the_page_shows_the_experiment_and_its_report(root: Path, server: Runnin
 
     from sparktf.config import Config
     from sparktf.experiments.assignment import Arm, ArmModel, Assignment
+    from sparktf.experiments.exploration import Exploration
+    from sparktf.experiments.ope import estimate
     from sparktf.experiments.report import DecisionRule, Moments, arm_results, ctr_chart, decide, to_json
     from sparktf.online.landing import LandingWriter
     from sparktf.serving.app import create_app
@@ -255,6 +257,7 @@ def test_the_page_shows_the_experiment_and_its_report(root: Path, server: Runnin
     from sparktf.serving.features import load_features
     from sparktf.serving.repository import BasePathSource, ModelRepository, load_version
     from sparktf.stages._online import event_rules
+    from sparktf.stages.experiment import off_policy_beside
 
     features = load_features(str(root / "features"))
     repo = ModelRepository(
@@ -263,7 +266,10 @@ def test_the_page_shows_the_experiment_and_its_report(root: Path, server: Runnin
     assignment = Assignment(
         "web",
         "web",
-        (Arm("control", ArmModel("baseline", "popular"), 1.0), Arm("treatment", ArmModel("version", "1"), 1.0)),
+        (
+            Arm("control", ArmModel("baseline", "popular"), 1.0, Exploration("epsilon_greedy", epsilon=0.2)),
+            Arm("treatment", ArmModel("version", "1"), 1.0),
+        ),
         "control",
     )
     served = ServedExperiment(assignment, {"popular": load_baseline("popular", features, exclude_seen=True)})
@@ -295,6 +301,18 @@ def test_the_page_shows_the_experiment_and_its_report(root: Path, server: Runnin
     rule = DecisionRule("control", 0.05, 0.001, 100, 0.0, 0.01, 250.0)
     report["decision"] = decide(report, rule, {"control": "popular", "treatment": "1"})
     report["generated_at"] = "2026-12-06T00:00:00Z"
+    # An off-policy estimate of version 1, as `sparktf experiment estimate` writes it: the page
+    # shows it beside the treatment arm's online CTR.
+    est = estimate([0.5, 0.25, 0.5, 1.0], [1, 0, 0, 1], [1, 1, 0, 1])
+    op = {
+        "policy": "models:/shop/1",
+        "model_version": "shop/1",
+        "generated_at": "2026-12-06T00:00:00Z",
+        "estimates": {n: est[n].to_dict() for n in ("ips", "snips", "dr")},
+        "diagnostics": est["diagnostics"],
+    }
+    (out / "offpolicy.json").write_text(to_json(op))
+    report["off_policy"] = off_policy_beside(report, str(out))
     (out / "report.json").write_text(to_json(report))
     ctr_chart(report["curve"], str(out / "ctr.png"), "web")
 
@@ -302,7 +320,10 @@ def test_the_page_shows_the_experiment_and_its_report(root: Path, server: Runnin
         wait = WebDriverWait(browser, 30)
         browser.get(srv.url + "/")
         wait.until(lambda d: d.find_element(By.ID, "experiment").is_displayed())
-        assert "control = popular (50%)" in browser.find_element(By.ID, "experiment-arms").text
+        assert (
+            "control = popular (50%, epsilon_greedy(epsilon=0.2,candidates=50))"
+            in browser.find_element(By.ID, "experiment-arms").text
+        )
         assert "treatment = 1 (50%)" in browser.find_element(By.ID, "experiment-arms").text
         wait.until(lambda d: len(rows(d, "experiment-table")) == 2)
         table = {r[0]: r for r in rows(browser, "experiment-table")}
@@ -310,6 +331,11 @@ def test_the_page_shows_the_experiment_and_its_report(root: Path, server: Runnin
         assert table["treatment"][6].startswith("+72.0% [")  # 160/9300 over 90/9000
         assert "Decision: keep" in browser.find_element(By.ID, "experiment-decision").text  # guardrails unknown
         wait.until(lambda d: d.execute_script("return document.getElementById('experiment-chart').naturalWidth") > 0)
+        off = {r[0]: r[1] for r in rows(browser, "offpolicy-table")}
+        # IPS: (1/0.5 + 0 + 0 + 1/1) / 4 = 0.75; the treatment arm serves version 1: 160 / 9300.
+        assert off["IPS (off-policy)"].startswith("0.7500 [") and "SNIPS (off-policy)" in off
+        assert off["online, arm treatment"].startswith("0.0172 [")
+        assert "4 logged slots of 4 users" in browser.find_element(By.ID, "offpolicy-notes").text
 
         select = Select(browser.find_element(By.ID, "user-select"))
         wait.until(lambda d: len(select.options) > 1)
