@@ -191,6 +191,18 @@ def _reference(base: str, model: str, item: str, concurrency: int, seconds: floa
     return done[0] / (time.monotonic() - t0)
 
 
+def wait_stream_applied(status: str) -> None:
+    """Wait for ``sparktf live``'s stream to apply everything: its applied count stops moving."""
+    last, still = -1, 0
+    while still < 3:
+        time.sleep(2)
+        with open(status, encoding="utf-8") as fh:
+            st = json.load(fh)
+        n = int(st.get("events", 0)) + int(st.get("quarantined", 0))
+        still = still + 1 if n == last else 0
+        last = n
+
+
 def run_live(
     workdir: str, seconds: float, rate: float, concurrency: int, port: int, shoppers: int, dwell: float
 ) -> str:
@@ -243,15 +255,7 @@ def run_live(
             steps_per_session=6.0,
             dwell_s=dwell,
         ).run(lambda: HttpShop(base, model), duration_s=seconds, rate=rate, concurrency=shoppers)
-        # Wait for the stream to apply everything (its applied count stops moving).
-        last, still = -1, 0
-        while still < 3:
-            time.sleep(2)
-            with open(status, encoding="utf-8") as fh:
-                st = json.load(fh)
-            n = int(st.get("events", 0)) + int(st.get("quarantined", 0))
-            still = still + 1 if n == last else 0
-            last = n
+        wait_stream_applied(status)
         out = subprocess.run(
             [
                 sys.executable,

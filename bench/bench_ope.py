@@ -115,9 +115,9 @@ def run_simulation(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """Coverage of the challenger's true online CTR over seeded trials, per logging policy."""
     from sparktf.config import load_config
     from sparktf.experiments.exploration import Exploration
-    from sparktf.experiments.ope_simulation import TrialSettings, offpolicy_trial
+    from sparktf.experiments.ope_simulation import SMALL_WORLD, TrialSettings, offpolicy_trial
 
-    cfg = load_config(None, [f"generator.{k}={v}" for k, v in SIM_WORLD.items()])
+    cfg = load_config(None, [f"generator.{k}={v}" for k, v in SMALL_WORLD.items()])
     policies = {
         "epsilon_greedy(0.3)": Exploration("epsilon_greedy", epsilon=0.3, candidates=50),
         "plackett_luce(1.0)": Exploration("plackett_luce", temperature=1.0, candidates=50),
@@ -180,6 +180,7 @@ def run_live(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     log alone and compared with its online CTR and its true CTR."""
     import sys
 
+    from bench.bench_experiment import wait_stream_applied
     from bench.bench_serving import start, stop, wait_http
     from sparktf.config import load_config
     from sparktf.experiments.simulator import HttpShop, ShopperSimulator
@@ -217,14 +218,7 @@ def run_live(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             cfg.generator, seed=seed, k=10, position_bias=1.0, steps_per_session=6.0, dwell_s=a.dwell
         )
         result = sim.run(lambda: HttpShop(url, model), duration_s=a.seconds, rate=a.rate, concurrency=a.shoppers)
-        last, still = -1, 0
-        while still < 3:  # the stream has applied everything once its count stops moving
-            time.sleep(2)
-            with open(status, encoding="utf-8") as fh:
-                st = json.load(fh)
-            n = int(st.get("events", 0)) + int(st.get("quarantined", 0))
-            still = still + 1 if n == last else 0
-            last = n
+        wait_stream_applied(status)
         policy = f"models:/{model}/{challenger.version}"
         _cli(workdir, sets, "experiment", "estimate", "--policy", policy, "--logged-by", "champion")
         _cli(workdir, sets, "experiment", "report")

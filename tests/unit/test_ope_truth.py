@@ -15,15 +15,14 @@ import pytest
 
 from sparktf.config import load_config
 from sparktf.experiments.exploration import Exploration
-from sparktf.experiments.ope_simulation import TrialSettings, offpolicy_trial
+from sparktf.experiments.ope_simulation import SMALL_WORLD, TrialSettings, offpolicy_trial
 
-WORLD = {"num_events": 20_000, "num_users": 1_500, "num_items": 200, "num_categories": 6, "num_brands": 12, "days": 4}
 SEEDS = range(1, 11)
 
 
 @pytest.fixture(scope="module")
 def trials() -> list[dict[str, Any]]:
-    cfg = load_config(None, [f"generator.{k}={v}" for k, v in WORLD.items()])
+    cfg = load_config(None, [f"generator.{k}={v}" for k, v in SMALL_WORLD.items()])
     settings = TrialSettings(sessions=300, exploration=Exploration("epsilon_greedy", epsilon=0.3, candidates=50))
     return [offpolicy_trial(cfg.generator, seed, settings) for seed in SEEDS]
 

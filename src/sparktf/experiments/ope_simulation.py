@@ -32,7 +32,17 @@ from sparktf.experiments.exploration import Exploration
 from sparktf.experiments.ope import estimate, reward_from_log
 from sparktf.experiments.simulator import PolicyShop, Scorer, ShopperSimulator, item_index
 
-__all__ = ["TrialSettings", "noisy_truth_scorer", "offpolicy_trial"]
+__all__ = ["SMALL_WORLD", "TrialSettings", "noisy_truth_scorer", "offpolicy_trial"]
+
+#: The ``[generator]`` of the seeded trials (``generator.<key>`` settings): 1,500 users, 200 items.
+SMALL_WORLD = {
+    "num_events": 20_000,
+    "num_users": 1_500,
+    "num_items": 200,
+    "num_categories": 6,
+    "num_brands": 12,
+    "days": 4,
+}
 
 
 @dataclass(frozen=True)
