@@ -41,11 +41,13 @@ def _cfg(work: Path, **experiment: Any) -> Config:
     sets += [f"generator.{k}={v}" for k, v in WORLD.items()]
     sets += ['experiment.name="it"', "experiment.min_users_per_arm=20"]
     sets += [f"experiment.{k}={v}" for k, v in experiment.items()]
-    # The control explores (Plackett-Luce over all its allowed items, nearly flat), so its log can
-    # estimate the model arm off-policy.
+    # Two arms explore: the control by Plackett-Luce over all its allowed items (nearly flat, rank-
+    # based: a baseline has no scores), the model epsilon-greedy over its top 40; their logs
+    # estimate the model's deterministic ranking off-policy. The cooc arm ranks deterministically.
     arms = (
         '[{name="control", model="popular", exploration="plackett_luce", temperature=3.0, candidates=200}, '
-        '{name="cooc", model="cooccurrence"}, {name="model", model="1"}]'
+        '{name="cooc", model="cooccurrence"}, '
+        '{name="model", model="1", exploration="epsilon_greedy", epsilon=0.5, candidates=40}]'
     )
     sets.append(f"experiment.arms={arms}")
     return load_config(None, sets)
@@ -129,8 +131,10 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
         assert not {"i1", "i2"} & {x["item_id"] for x in explored["items"]}
         by_model = next(a.name for a in args.experiment.arms if a.model.kind == "version")
         user = next(u for u in (f"u{i}" for i in range(5000)) if args.experiment.arm_for(u).name == by_model)
-        deterministic = httpx.post(url, json={"user_id": user, "k": 3}).json()
-        assert deterministic["model_version"] == "1" and deterministic["policy"] == "none"
+        assert httpx.post(url, json={"user_id": user, "k": 3}).json()["model_version"] == "1"
+        cooc = next(u for u in (f"u{i}" for i in range(5000)) if args.experiment.arm_for(u).name == "cooc")
+        deterministic = httpx.post(url, json={"user_id": cooc, "history": ["i3"], "k": 3}).json()
+        assert deterministic["policy"] == "none"
         assert [x["propensity"] for x in deterministic["items"]] == [1.0, 1.0, 1.0]
 
         sim = ShopperSimulator(cfg.generator, seed=11, k=10, position_bias=1.0, steps_per_session=4.0, users=1500)
@@ -149,9 +153,9 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
 
     arms = report["arms"]
     # Nothing lost, nothing counted twice: every impression and click the shoppers saw is in the table.
-    # plus the checks above: u7 3 × 5, the anonymous session 3, the explorer 6, the model arm's user 3
-    # (the request without a unit is outside the experiment and logs none).
-    sent_impressions = sum(t.impressions for t in result.arms.values()) + 5 * 3 + 3 + 6 + 3
+    # plus the checks above: u7 3 × 5, the anonymous session 3, the explorer 6, the model arm's user 3,
+    # the cooc arm's user 3 (the request without a unit is outside the experiment and logs none).
+    sent_impressions = sum(t.impressions for t in result.arms.values()) + 5 * 3 + 3 + 6 + 3 + 3
     assert sum(a["impressions"] for a in arms.values()) == sent_impressions
     for name, tally in result.arms.items():
         assert arms[name]["clicks"] == tally.clicks, name
@@ -181,22 +185,24 @@ def test_an_experiment_recovers_each_arms_true_ctr(spark: Any, tmp_path: Path) -
     run = MlflowClient(tracking_uri=cfg.tracking_uri).get_run(shown["mlflow_run_id"])
     assert run.info.artifact_uri.startswith("file://" + os.path.abspath(cfg.paths.mlflow_artifacts)), run.info
 
-    _estimate_the_model_arm_from_the_control_log(spark, cfg, str(base / "1"), result)
+    _estimate_the_model_from_the_exploring_arms(spark, cfg, str(base / "1"))
 
 
-def _estimate_the_model_arm_from_the_control_log(spark: Any, cfg: Config, export: str, result: Any) -> None:
+def _estimate_the_model_from_the_exploring_arms(spark: Any, cfg: Config, export: str) -> None:
     """``experiment estimate`` on Spark gives exactly the estimators of the same log in memory,
     and shows next to the online result in the report."""
     import pandas as pd
 
-    from sparktf.experiments.offpolicy import candidate_slates, logged_slots
+    from sparktf.experiments.offpolicy import logged_slots
     from sparktf.experiments.ope import estimate, reward_from_log
     from sparktf.experiments.report import read_events
+    from sparktf.serving.replay import candidate_slates
     from sparktf.stages.experiment import off_policy_beside, run_estimate
 
-    est = run_estimate(cfg, export, _Quiet(), logged_by=["control"])
-    assert est["logged_by"] == ["control"] and est["logging"]["control"]["policy"].startswith("plackett_luce")
-    slots = logged_slots(read_events(spark, cfg.paths.live_events), "it", ["control"])
+    est = run_estimate(cfg, export, _Quiet(), logged_by=["control", "model"])
+    assert est["logged_by"] == ["control", "model"] and set(est["logging"]) == {"control", "model"}
+    assert est["logging"]["control"]["policy"].startswith("plackett_luce")
+    slots = logged_slots(read_events(spark, cfg.paths.live_events), "it", ["control", "model"])
     log = slots.toPandas()
     assert len(log) == est["diagnostics"]["slots"] and (log["propensity"] < 1).any()
     slates = candidate_slates(slots, export, None).toPandas()
@@ -216,7 +222,10 @@ def _estimate_the_model_arm_from_the_control_log(spark: Any, cfg: Config, export
         if want.value == want.value:
             assert got["value"] == pytest.approx(want.value, rel=1e-9, abs=1e-12), name
             assert got["ci_high"] == pytest.approx(want.ci_high, rel=1e-6, abs=1e-12), name
-    assert est["diagnostics"]["matched_slots"] == mem["diagnostics"]["matched_slots"] > 0
+    assert est["diagnostics"]["matched_slots"] == mem["diagnostics"]["matched_slots"]
+    # The replay is the server's ranking: in the model arm's greedy half every slot agrees.
+    greedy = log[(log["arm"] == "model") & (log["propensity"] > 0.5)]
+    assert len(greedy) and est["diagnostics"]["matched_slots"] >= len(greedy)
     # The candidate is the model arm's version: the report puts the estimate beside its online CTR.
     report = json.loads((Path(cfg.paths.local("experiments", "it")) / "report.json").read_text())
     beside = off_policy_beside(report, cfg.paths.local("experiments", "it"))

@@ -10,11 +10,11 @@ item × position counts and the estimators' moment sums):
    server recorded them, or posted by a client that did not) stop the job with a count,
    their arms, time span and a few request ids: an estimate that silently dropped or
    guessed them would be biased.
-2. **The candidate's slates** (:func:`candidate_slates`): each logged reply is replayed
-   through the candidate export on the executors (``mapInPandas``; the model is loaded
-   once per Python worker): its query from the reply's logged user and history
-   (``context``), the exact top-k over its items with the history and the user's seen
-   items excluded, as the server ranks.
+2. **The candidate's slates** (:func:`sparktf.serving.replay.candidate_slates`): each logged reply is replayed
+   through the candidate on the executors (``mapInPandas``; loaded once per Python worker
+   as the server loads a version): the reply's logged user and history (``context``) go
+   through the server's own ranking code, with the user's seen items excluded, so the
+   candidate ranks exactly as it would have served that request.
 3. **The reward model** of DR (:func:`sparktf.experiments.ope.fit_pbm_reward`) from the
    clicks and impressions per item and position.
 4. **The estimators**: each slot's terms by :func:`sparktf.experiments.ope.slot_terms`
@@ -28,9 +28,6 @@ it has no Spark path).
 from __future__ import annotations
 
 import functools
-import json
-import os
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,14 +42,12 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-__all__ = ["OFFPOLICY_FILE", "SLATE_SCHEMA", "candidate_slates", "estimate_on_spark", "logged_slots", "reward_model"]
+__all__ = ["OFFPOLICY_FILE", "SLATE_SCHEMA", "estimate_on_spark", "logged_slots", "reward_model"]
 
 #: The latest estimate's file in the experiment's folder (the report and the server's page read it).
 OFFPOLICY_FILE = "offpolicy.json"
 #: The candidate's replay of each logged reply: one row per slot.
 SLATE_SCHEMA = "request_id string, position int, target_item string"
-
-_CACHE: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 
 
 def logged_slots(events: DataFrame, experiment: str, arms: Sequence[str] = ()) -> DataFrame:
@@ -121,80 +116,6 @@ def reward_model(slots: DataFrame) -> PbmReward:
         acc[1] += float(r["n"])
         by_item.setdefault(str(r["item_id"]), {})[k] = (float(r["c"]), float(r["n"]))
     return fit_pbm_reward({k: (v[0], v[1]) for k, v in by_pos.items()}, by_item)
-
-
-def _load(model_path: str) -> tuple[Any, Any]:
-    hit = _CACHE.get(model_path)
-    if hit is not None:
-        return hit
-    from sparktf.tfenv import ensure_legacy_keras
-
-    ensure_legacy_keras()
-    from sparktf.models.export import load_exported
-    from sparktf.retrieval.index import build_index
-
-    model = load_exported(model_path)
-    index = build_index(np.asarray(model.item_embeddings, dtype=np.float32), list(model.item_ids), kind="brute_force")
-    _CACHE[model_path] = (model, index)
-    while len(_CACHE) > 2:
-        _CACHE.popitem(last=False)
-    return model, index
-
-
-def _replay(frames: Iterator[pd.DataFrame], *, model_path: str, batch: int) -> Iterator[pd.DataFrame]:
-    import pandas as pd
-
-    model: Any = None
-    index: Any = None
-    known: frozenset[str] = frozenset()
-    for frame in frames:
-        if frame.empty:
-            continue
-        if model is None:
-            model, index = _load(model_path)
-            known = frozenset(str(x) for x in model.item_ids)
-        for start in range(0, len(frame), batch):
-            part = frame.iloc[start : start + batch]
-            histories = [[x for x in json.loads(c or "[]") if isinstance(x, str)] for c in part["context"]]
-            excludes = [
-                sorted(set(h) | set(s if s is not None else ())) for h, s in zip(histories, part["seen"], strict=True)
-            ]
-            # Items the model never saw carry nothing (as at serving): the query drops them.
-            used = [[x for x in h if x in known] for h in histories]
-            k = int(part["slots"].max())
-            q = model([str(u) for u in part["user_id"]], used)["query_embedding"]
-            ids, _ = index.search(np.asarray(q, dtype=np.float32), k, excludes)
-            rows = [
-                (rid, pos + 1, str(ids[row, pos]))
-                for row, (rid, n) in enumerate(zip(part["request_id"], part["slots"], strict=True))
-                for pos in range(int(n))
-                if str(ids[row, pos]) != ""
-            ]
-            yield pd.DataFrame(rows, columns=["request_id", "position", "target_item"])
-
-
-def candidate_slates(slots: DataFrame, model_path: str, seen: DataFrame | None, batch: int = 256) -> DataFrame:
-    """The candidate's slate for each logged reply (:data:`SLATE_SCHEMA`), replayed on the executors.
-
-    Args:
-        slots: :func:`logged_slots`.
-        model_path: the candidate's export directory, readable by every executor.
-        seen: ``user_id, items``: each user's seen items (the features' ``seen`` table), or None.
-        batch: replies per model call.
-    """
-    from pyspark.sql import functions as F
-
-    replies = slots.groupBy("request_id").agg(
-        F.first("user_id").alias("user_id"),
-        F.first("context").alias("context"),
-        F.max("position").alias("slots"),
-    )
-    if seen is not None:
-        replies = replies.join(seen.select("user_id", F.col("items").alias("seen")), "user_id", "left")
-    else:
-        replies = replies.withColumn("seen", F.lit(None).cast("array<string>"))
-    fn = functools.partial(_replay, model_path=os.path.abspath(model_path), batch=int(batch))
-    return replies.select("request_id", "user_id", "context", "slots", "seen").mapInPandas(fn, SLATE_SCHEMA)
 
 
 def _terms(frames: Iterator[pd.DataFrame], *, model: PbmReward, clip: float) -> Iterator[pd.DataFrame]:

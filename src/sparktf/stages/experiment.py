@@ -423,10 +423,11 @@ def run_estimate(cfg: Config, policy: str, console: Console, logged_by: Sequence
     """``sparktf experiment estimate --policy URI [--logged-by ARM ...]``: the candidate's CTR
     off-policy from the impressions the experiment logged (those of the ``logged_by`` arms only, when given)."""
     from sparktf.data import storage
-    from sparktf.experiments.offpolicy import candidate_slates, estimate_on_spark, logged_slots, reward_model
+    from sparktf.experiments.offpolicy import estimate_on_spark, logged_slots, reward_model
     from sparktf.experiments.ope import estimates_from_totals
     from sparktf.experiments.report import read_events, to_json
     from sparktf.inference.resolve import resolve_model
+    from sparktf.serving.replay import candidate_slates
     from sparktf.stages._common import spark_for
 
     args = estimate_args(cfg)
