@@ -127,6 +127,8 @@ def offpolicy_trial(generator: GeneratorConfig, seed: int, settings: TrialSettin
         "challenger_true_ctr_on_logged_contexts": logged.target_true_ctr,
         "champion_true_ctr_exploring": logged.true_ctr,
         "champion_true_ctr_greedy": greedy.arms["champion"].true_ctr,
+        # The share of the challenger's shown items the exploring champion could have shown at all.
+        "support": log_shop.target_supported / max(log_shop.target_slots, 1),
         "diagnostics": est["diagnostics"],
     }
     for name in ("ips", "snips", "dr"):

@@ -559,6 +559,10 @@ class PolicyShop:
         self.slots: list[tuple[str, str, str, int, str, float, str]] = []
         #: (request_id, position) of every click.
         self.clicked: set[tuple[str, int]] = set()
+        #: The candidate's shown items, and how many of them the logging arm could have shown
+        #: (were among its candidates): where it could not, no estimator sees them (support).
+        self.target_slots = 0
+        self.target_supported = 0
 
     def _top(self, scores: np.ndarray, excluded: set[int], n: int) -> list[int]:
         order = np.argsort(-scores, kind="stable")
@@ -582,7 +586,10 @@ class PolicyShop:
         target: list[int] = []
         if self.target is not None:
             target = self._top(self.target(user_id, context), excluded, k)
+        pool = set(ranked) if policy.explores else set(ranked[:k])
         with self._lock:
+            self.target_slots += len(target)
+            self.target_supported += sum(i in pool for i in target)
             for pos, (item, p) in enumerate(zip(shown, slate.propensities, strict=True)):
                 cand = item_name(target[pos]) if pos < len(target) else ""
                 self.slots.append((request_id, user_id, arm, pos + 1, item_name(item), float(p), cand))
