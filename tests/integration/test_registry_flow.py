@@ -348,6 +348,22 @@ def test_rollback_load_model_and_cli(
     finally:
         mlflow.set_tracking_uri(before)
     assert ours["top_k_ids"][0] == plain["top_k_ids"][0] and len(ours["top_k_ids"][0]) == 5
+    if store.uri.startswith("sqlite"):
+        # A fresh process (as `sparktf experiment estimate --policy models:/...` is) downloads a
+        # version from the store it is given, not from MLflow's default ./mlflow.db.
+        code = (
+            "import sys; from sparktf.inference.resolve import resolve_model; "
+            "print(resolve_model(sys.argv[1], tracking_uri=sys.argv[2], download_root=sys.argv[3]).path)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, f"models:/{registry.name}/{v1.version}", store.uri, str(tmp_path / "dl")],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert (Path(out.stdout.strip()) / "saved_model.pb").exists() and not (tmp_path / "mlflow.db").exists()
 
     monkeypatch.setenv("COLUMNS", "250")  # rich wraps cells to the terminal width
     # `sparktf models` lists versions, aliases and statuses; `sparktf promote --rollback` moves back.

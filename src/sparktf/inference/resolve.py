@@ -166,7 +166,14 @@ def _download_savedmodel(uri: str, tracking_uri: str | None, root: str, target: 
 
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".download-", dir=root)
+    # MLflow's models:/ artifact repository asks the process-wide registry, whatever registry_uri
+    # download_artifacts is given: in a fresh process (`sparktf experiment estimate --policy
+    # models:/...`) it looked in ./mlruns and failed. So the store is set for the download only.
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     try:
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=staging, tracking_uri=tracking_uri, registry_uri=tracking_uri
         )
@@ -183,6 +190,9 @@ def _download_savedmodel(uri: str, tracking_uri: str | None, root: str, target: 
         if not os.path.exists(target):
             os.replace(source, target)
     finally:
+        if tracking_uri:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
         shutil.rmtree(staging, ignore_errors=True)
 
 
