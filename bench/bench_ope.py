@@ -305,11 +305,11 @@ def main() -> None:
     for name in names:
         t0 = time.perf_counter()
         text, raw = SECTIONS[name](a)
+        print(text, flush=True)
         raw = {**raw, "section": name, "wall_seconds": time.perf_counter() - t0, "measured": time.strftime("%Y-%m-%d")}
-        (RESULTS / f"ope-{name}.json").write_text(json.dumps(_json_safe(raw), indent=2), encoding="utf-8")
+        (RESULTS / f"ope-{name}.json").write_text(json.dumps(_json_safe(raw), indent=2, default=str), encoding="utf-8")
         parts.append(text)
     text = "\n".join(parts)
-    print(text)
     (RESULTS / ("ope.md" if a.what == "all" else f"ope-{a.what}.md")).write_text(text, encoding="utf-8")
 
 
