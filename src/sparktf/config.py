@@ -928,6 +928,8 @@ class OnlineConfig(_Section):
 
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+#: The exploration policies an experiment arm may name (implemented by sparktf.experiments.exploration).
+EXPLORATION_POLICIES: tuple[str, ...] = ("none", "epsilon_greedy", "plackett_luce")
 
 
 @dataclass(frozen=True)
@@ -974,8 +976,8 @@ class ExperimentArm(_Section):
         self._require("weight", 0.0 <= self.weight <= 1e6 and self.weight == self.weight, "a weight from 0 to 1e6")
         self._require(
             "exploration",
-            self.exploration in ("none", "epsilon_greedy", "plackett_luce"),
-            "'none', 'epsilon_greedy' or 'plackett_luce'",
+            self.exploration in EXPLORATION_POLICIES,
+            " or ".join(repr(p) for p in EXPLORATION_POLICIES),
         )
         self._require("epsilon", 0.0 < self.epsilon <= 1.0, "a share above 0 and at most 1")
         self._require("temperature", 0.0 < self.temperature <= 1e6, "a positive number")

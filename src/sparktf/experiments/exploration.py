@@ -71,6 +71,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import as_strided
 
+from sparktf.config import EXPLORATION_POLICIES
+
 __all__ = [
     "POLICIES",
     "Exploration",
@@ -83,8 +85,8 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
-#: The exploration policies an arm may name.
-POLICIES: tuple[str, ...] = ("none", "epsilon_greedy", "plackett_luce")
+#: The exploration policies an arm may name (the config's list: ``experiment.arms[].exploration``).
+POLICIES: tuple[str, ...] = EXPLORATION_POLICIES
 
 _FIELD = "experiment.arms[].exploration"
 
