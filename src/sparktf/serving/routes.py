@@ -242,7 +242,14 @@ async def _recommend_arm(
             asked = replace(query, k=max(query.k, arm.exploration.pool))
             reply = await run_recommend(state.require_batcher(), recommender, asked, _live_store(state), metrics)
         request_id = uuid.uuid4().hex
-        propensities = explore_reply(reply, arm.exploration, query.k, request_id)
+        if arm.exploration.kind == "plackett_luce":
+            # Its exact propensities take milliseconds (3 ms at 50 candidates, 12 ms at 200): off
+            # the event loop, so that other requests are not held up behind them.
+            propensities = await asyncio.get_running_loop().run_in_executor(
+                None, explore_reply, reply, arm.exploration, query.k, request_id
+            )
+        else:
+            propensities = explore_reply(reply, arm.exploration, query.k, request_id)
         now = clock()
         assert state.events is not None and state.landing is not None  # checked when the app was made
         records = impression_events(
