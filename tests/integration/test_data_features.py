@@ -201,26 +201,19 @@ def test_events_the_stream_validated_are_read_beside_the_batch_events(
 ) -> None:
     """``data/live/events`` (with its extra columns and batch partitions) joins ``data/events``:
     C's two steps become three with a live one, enough for examples."""
-    from sparktf.data.schema import LIVE_EVENT_DDL
+    from sparktf.data.schema import LIVE_EVENT_COLUMNS, LIVE_EVENT_DDL
 
     live = str(tmp_path / "live" / "events")
-    row = (
-        T0 + dt.timedelta(minutes=200),
-        "C",
-        "i2",
-        "view",
-        None,
-        None,
-        None,
-        None,
-        None,
-        "e-1",
-        None,
-        None,
-        None,
-        None,
-        1.0,
-    )
+    # By name, so that a live column added later reads as null here too.
+    values = {
+        "event_time": T0 + dt.timedelta(minutes=200),
+        "user_id": "C",
+        "item_id": "i2",
+        "event_type": "view",
+        "event_id": "e-1",
+        "ack_time": 1.0,
+    }
+    row = tuple(values.get(c) for c in LIVE_EVENT_COLUMNS)
     spark.createDataFrame([row], LIVE_EVENT_DDL).write.parquet(f"{live}/batch_id=0")
     without, _ = leave_last_out
     stats = build_features(

@@ -235,37 +235,19 @@ def _estimate_the_model_from_the_exploring_arms(spark: Any, cfg: Config, export:
 def test_an_estimate_refuses_impressions_without_propensities(spark: Any, tmp_path: Path) -> None:
     from datetime import datetime
 
-    from sparktf.data.schema import LIVE_EVENT_DDL
+    from sparktf.data.schema import LIVE_EVENT_COLUMNS, LIVE_EVENT_DDL
     from sparktf.errors import DataError
     from sparktf.experiments.offpolicy import logged_slots
 
     t = datetime(2026, 1, 1)
-    rows = [
-        (
-            t,
-            "u1",
-            "i1",
-            "impression",
-            None,
-            None,
-            None,
-            None,
-            None,
-            f"e{i}",
-            f"r{i}",
-            1,
-            "x",
-            "old",
-            None,
-            None,
-            None,
-            0.0,
-        )
-        for i in range(3)
-    ]
-    rows.append(
-        (t, "u2", "i2", "impression", None, None, None, None, None, "e9", "r9", 1, "x", "new", 0.5, "p", "[]", 0.0)
-    )
+
+    def row(i: str, arm: str, **live: Any) -> tuple[Any, ...]:
+        values = {"event_time": t, "user_id": "u1", "item_id": "i1", "event_type": "impression", "event_id": f"e{i}"}
+        values |= {"request_id": f"r{i}", "position": 1, "experiment": "x", "arm": arm, "ack_time": 0.0, **live}
+        return tuple(values.get(c) for c in LIVE_EVENT_COLUMNS)
+
+    rows = [row(str(i), "old") for i in range(3)]
+    rows.append(row("9", "new", propensity=0.5, policy="p", context="[]"))
     events = spark.createDataFrame(rows, LIVE_EVENT_DDL)
     with pytest.raises(
         DataError, match=r"3 impression\(s\) of experiment 'x' have no propensity \(arms \['old'\]"
