@@ -351,9 +351,12 @@ def test_rollback_load_model_and_cli(
     if store.uri.startswith("sqlite"):
         # A fresh process (as `sparktf experiment estimate --policy models:/...` is) downloads a
         # version from the store it is given, not from MLflow's default ./mlflow.db.
+        # Nor does it leave the process pointed at another registry: a client of the store
+        # still finds the model afterwards (the server resolves its alias so).
         code = (
-            "import sys; from sparktf.inference.resolve import resolve_model; "
-            "print(resolve_model(sys.argv[1], tracking_uri=sys.argv[2], download_root=sys.argv[3]).path)"
+            "import sys; from mlflow.tracking import MlflowClient; from sparktf.inference.resolve import resolve_model; "
+            "path = resolve_model(sys.argv[1], tracking_uri=sys.argv[2], download_root=sys.argv[3]).path; "
+            "MlflowClient(tracking_uri=sys.argv[2]).get_registered_model(sys.argv[1].split('/')[1]); print(path)"
         )
         out = subprocess.run(
             [sys.executable, "-c", code, f"models:/{registry.name}/{v1.version}", store.uri, str(tmp_path / "dl")],

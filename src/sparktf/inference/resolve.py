@@ -166,17 +166,15 @@ def _download_savedmodel(uri: str, tracking_uri: str | None, root: str, target: 
 
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".download-", dir=root)
-    # MLflow's models:/ artifact repository asks the process-wide registry, whatever registry_uri
-    # download_artifacts is given: in a fresh process (`sparktf experiment estimate --policy
-    # models:/...`) it looked in ./mlruns and failed. So the store is set for the download only.
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     try:
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=staging, tracking_uri=tracking_uri, registry_uri=tracking_uri
-        )
+        # From the version's storage location, as the server's RegistrySource does: MLflow's
+        # models:/ artifact repository asks the process-wide registry whatever registry_uri it
+        # is given, so in a fresh process (`sparktf experiment estimate --policy models:/...`)
+        # it looked in ./mlflow.db and failed.
+        name, _, version = uri.removeprefix("models:/").rpartition("/")
+        client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        location = client.get_model_version_download_uri(name, version)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=staging, tracking_uri=tracking_uri)
         flavor = Model.load(local).flavors.get("python_function", {})
         rel = (flavor.get("artifacts") or {}).get("savedmodel", {}).get("path")
         source = os.path.join(local, rel) if rel else ""
@@ -190,9 +188,6 @@ def _download_savedmodel(uri: str, tracking_uri: str | None, root: str, target: 
         if not os.path.exists(target):
             os.replace(source, target)
     finally:
-        if tracking_uri:
-            mlflow.set_tracking_uri(previous[0])
-            mlflow.set_registry_uri(previous[1])
         shutil.rmtree(staging, ignore_errors=True)
 
 
