@@ -101,15 +101,6 @@ def run_obd(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- simulation
 
-SIM_WORLD = {
-    "num_events": 20_000,
-    "num_users": 1_500,
-    "num_items": 200,
-    "num_categories": 6,
-    "num_brands": 12,
-    "days": 4,
-}
-
 
 def run_simulation(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """Coverage of the challenger's true online CTR over seeded trials, per logging policy."""
