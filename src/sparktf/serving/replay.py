@@ -48,6 +48,25 @@ def _load(model_path: str) -> Any:
     return recommender
 
 
+def _history(request_id: str, context: str | None) -> tuple[str, ...]:
+    """An impression's logged ``context`` (a JSON array of item ids) as a history.
+
+    Raises:
+        DataError: it is not one, naming the reply (a client posted impressions of its own).
+    """
+    try:
+        value = json.loads(context or "[]")
+    except ValueError:
+        value = None
+    if not isinstance(value, list):
+        raise DataError(
+            f"The impressions of request {request_id} have a context that is not a JSON array of item ids: "
+            f"{str(context)[:80]!r}.",
+            hint="Estimate from impressions the server logged (--logged-by its arms), or fix the client that posted these.",
+        )
+    return tuple(str(x) for x in value if isinstance(x, str | int))
+
+
 def _replay(frames: Iterator[pd.DataFrame], *, model_path: str, batch: int) -> Iterator[pd.DataFrame]:
     """Each logged reply asked again of the candidate through the server's own ranking code
     (:class:`~sparktf.serving.recommend.VersionRecommender`: the same query, unknown-item
@@ -68,13 +87,13 @@ def _replay(frames: Iterator[pd.DataFrame], *, model_path: str, batch: int) -> I
             queries = [
                 RecommendQuery(
                     user_id=None if str(user).startswith(ANONYMOUS_PREFIX) else str(user),
-                    history=tuple(x for x in json.loads(context or "[]") if isinstance(x, str)),
+                    history=_history(rid, context),
                     k=int(n),
                     exclude=tuple(seen) if seen is not None else (),
                     exclude_seen=True,
                 )
-                for user, context, n, seen in zip(
-                    part["user_id"], part["context"], part["slots"], part["seen"], strict=True
+                for rid, user, context, n, seen in zip(
+                    part["request_id"], part["user_id"], part["context"], part["slots"], part["seen"], strict=True
                 )
             ]
             replies = recommender.recommend(queries)
