@@ -22,7 +22,17 @@ learn. This one builds a small world and simulates shoppers in it:
   of a few hours; shoppers are drawn to them and buy more while they run;
 * sessions separated by more than 30 minutes of inactivity (events inside a
   session are at most about 22 minutes apart), and a view → add_to_cart →
-  purchase funnel with decreasing probabilities.
+  purchase funnel with decreasing probabilities;
+* optionally a drift (``generator.drift``) away from the world a model was
+  trained on, to try the monitoring with: ``drift_share`` of every next view goes
+  to the least viewed category (``category_surge``, by popularity, so that the shift
+  is as large as the share allows) or to a standing flash sale of items with ids
+  after the catalogue's (``unseen_items``), which no model trained on the undrifted
+  world knows. Measured with the default world and share 0.5: the surge category
+  goes from 0.6% of the views to 68% (shoppers it brings there follow its
+  successors, which stay in it), the unseen items take 50.1%. Without a drift
+  (``none``) the events are exactly those of a world without the option: the drift
+  draws only after the undrifted draws, and from a stream of its own for its items.
 
 Distribution: users are cut into fixed blocks of :data:`BLOCK_USERS`; a Spark task
 simulates whole blocks with a numpy generator seeded by ``(seed, block)`` and
@@ -66,11 +76,14 @@ __all__ = [
     "Simulation",
     "SyntheticCatalog",
     "build_catalog",
+    "category_name",
     "funnel_probabilities",
     "generate_events",
     "next_view_mixture",
     "num_blocks",
     "simulate_block",
+    "surge_category",
+    "unseen_items",
     "user_quotas",
 ]
 
@@ -146,13 +159,20 @@ class SyntheticCatalog:
     Attributes:
         category, brand: ``[num_items]`` group index of each item.
         price: ``[num_items]`` list price.
-        popularity: ``[num_items]`` probability of an item under global popularity.
+        popularity: ``[num_items]`` probability of an item under global popularity
+            (0 for the ``unseen_items`` drift's items: only the drift leads to them).
         successors: ``[num_items, successors_per_item]`` the items looked at next,
             most likely first.
         successor_cdf: ``[successors_per_item]`` cumulative probability of each successor.
         sale_start, sale_end: ``[num_sales]`` window of each sale, epoch seconds.
         sale_items: ``[num_sales, items_per_sale]`` the items each sale opens.
         start: epoch seconds of ``generator.start_date``.
+        base_items: the items of the undrifted world, indices ``0 .. base_items - 1``;
+            the ``unseen_items`` drift's items follow them.
+        drift_share: the share of every next view that goes to the drift (0: no drift).
+        drift_items: the items the drift's share goes to (the surge category's, or the
+            unseen ones), with ``drift_p`` the probability of each among them.
+        surge_category: the category of ``category_surge``, or -1.
     """
 
     category: np.ndarray
@@ -165,14 +185,73 @@ class SyntheticCatalog:
     sale_end: np.ndarray
     sale_items: np.ndarray
     start: int
+    base_items: int
+    drift_share: float
+    drift_items: np.ndarray
+    drift_p: np.ndarray
+    surge_category: int
     _popularity_cdf: np.ndarray
     _by_category: _GroupSampler
     _by_brand: _GroupSampler
     _sale_keys: np.ndarray
+    _drift_cdf: np.ndarray
 
     @property
     def num_items(self) -> int:
         return int(self.category.size)
+
+    @property
+    def unseen_items(self) -> np.ndarray:
+        """The ``unseen_items`` drift's items (indices from ``base_items`` on; empty without it)."""
+        return np.arange(self.base_items, self.num_items)
+
+    @property
+    def unseen_sale(self) -> int:
+        """The sale index of the unseen items' standing sale: the one after the scheduled sales."""
+        return int(self.sale_start.size)
+
+    def drift_draw(self, u: np.ndarray) -> np.ndarray:
+        """Items drawn from the drift's distribution, one per uniform in ``u``."""
+        pos = np.minimum(np.searchsorted(self._drift_cdf, u, side="right"), self.drift_items.size - 1)
+        items: np.ndarray = self.drift_items[pos]
+        return items
+
+    def drift_other(self, items: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """For each drift item in ``items``, another drift item drawn ∝ ``drift_p`` (a redraw
+        that leaves the item out). Needs at least two drift items.
+
+        A drift draw of the item just viewed is drawn again among the drift's others, not
+        by popularity as the undrifted rule does, so the drift keeps exactly its share; a
+        second look at once would collapse into one step in the features anyway.
+        """
+        pos = np.searchsorted(self.drift_items, items)
+        cdf = self._drift_cdf
+        lo = np.where(pos > 0, cdf[np.maximum(pos - 1, 0)], 0.0)
+        width = cdf[pos] - lo
+        v = u * (1.0 - width)
+        v = np.where(v >= lo, v + width, v)  # skip the item's own stretch of the cdf
+        size = self.drift_items.size
+        got = np.minimum(np.searchsorted(cdf, v, side="right"), size - 1)
+        got = np.where(got == pos, (pos + 1) % size, got)  # a rounding edge, never the item itself
+        others: np.ndarray = self.drift_items[got]
+        return others
+
+    def drift_distribution(self, last: int = -1, *, no_repeat: bool = False) -> np.ndarray:
+        """``[num_items]`` the drift's next-view distribution after item ``last`` (-1: none).
+
+        With ``no_repeat``, the simulation's rule: a drift draw of ``last`` is redrawn among
+        the other drift items, or, when the drift has no other, becomes a popularity draw.
+        """
+        out = np.zeros(self.num_items)
+        out[self.drift_items] = self.drift_p
+        if no_repeat and last >= 0 and out[last] > 0.0:
+            again = out[last]
+            out[last] = 0.0
+            if self.drift_items.size > 1:
+                out /= 1.0 - again
+            else:
+                out += again * self.popularity
+        return out
 
     def popular(self, u: np.ndarray) -> np.ndarray:
         """Items drawn by global popularity, one per uniform in ``u``."""
@@ -199,12 +278,14 @@ class SyntheticCatalog:
         return np.where(active, k, -1)
 
     def on_sale(self, sale: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Whether each item is one of the items of the sale next to it (-1 = none)."""
+        """Whether each item is one of the items of the sale next to it (-1 = none); the
+        unseen items are on sale whatever the time (their own sale, :attr:`unseen_sale`)."""
+        unseen = items >= self.base_items
         if self._sale_keys.size == 0:
-            return np.zeros(sale.shape, dtype=bool)
-        keys = sale * self.num_items + items
+            return np.zeros(sale.shape, dtype=bool) | unseen
+        keys = sale * self.base_items + items
         pos = np.minimum(np.searchsorted(self._sale_keys, keys), self._sale_keys.size - 1)
-        member: np.ndarray = (sale >= 0) & (self._sale_keys[pos] == keys)
+        member: np.ndarray = ((sale >= 0) & (self._sale_keys[pos] == keys) & ~unseen) | unseen
         return member
 
 
@@ -217,9 +298,19 @@ def _zipf(n: int, exponent: float) -> np.ndarray:
     return w / float(w.sum())
 
 
+def _least_viewed(category: np.ndarray, popularity: np.ndarray, num_categories: int) -> int:
+    """The category with the least popularity mass (the lowest index among equals)."""
+    return int(np.argmin(np.bincount(category, weights=popularity, minlength=num_categories)))
+
+
 @functools.lru_cache(maxsize=4)
 def build_catalog(cfg: GeneratorConfig) -> SyntheticCatalog:
-    """Build the world of ``cfg`` (items, successors, sales); same config, same world."""
+    """Build the world of ``cfg`` (items, successors, sales); same config, same world.
+
+    The drift (``generator.drift``) adds to the world without changing it: its own random
+    stream draws the unseen items, so items ``0 .. num_items - 1`` and everything about them
+    are those of the undrifted world whatever the drift.
+    """
     rng = np.random.default_rng([cfg.seed, 0xCA7A])
     n, c, b = cfg.num_items, cfg.num_categories, cfg.num_brands
     popularity = _zipf(n, cfg.popularity_exponent)[rng.permutation(n)]
@@ -263,22 +354,75 @@ def build_catalog(cfg: GeneratorConfig) -> SyntheticCatalog:
     sale_keys = np.sort((np.arange(num_sales)[:, None] * n + sale_items).ravel())
     cdf = np.cumsum(popularity)
     cdf[-1] = 1.0
+    by_brand = _GroupSampler.build(brand, popularity)
+    successors = succ.reshape(n, k)
+
+    surge, drift_p = -1, np.zeros(0)
+    drift_items: np.ndarray = np.zeros(0, dtype=np.int64)  # sorted
+    if cfg.drift == "category_surge":
+        surge = _least_viewed(category, popularity, c)
+        drift_items = np.flatnonzero(category == surge)
+        drift_p = popularity[drift_items] / popularity[drift_items].sum()
+    elif cfg.drift == "unseen_items":
+        # Drawn like the catalogue's items, from a stream of their own; their successors
+        # are items of their category that models know, so a shopper goes on from them.
+        new = np.random.default_rng([cfg.seed, 0xD21F7])
+        m = max(cfg.items_per_sale, 1)
+        new_category = new.choice(c, size=m, p=_zipf(c, 0.8))
+        new_brand = new.choice(b, size=m, p=_zipf(b, 1.0))
+        new_price = np.round(np.clip(base[new_category] * new.lognormal(0.0, 0.4, size=m), 0.5, 5000.0), 2)
+        new_successors = by_category.sample(np.repeat(new_category, k), new.random(m * k)).reshape(m, k)
+        category = np.concatenate([category, new_category])
+        brand = np.concatenate([brand, new_brand])
+        price = np.concatenate([price, new_price])
+        popularity = np.concatenate([popularity, np.zeros(m)])
+        successors = np.concatenate([successors, new_successors])
+        drift_items, drift_p = np.arange(n, n + m), np.full(m, 1.0 / m)  # uniform, as a sale's items
+    drift_cdf = np.cumsum(drift_p)
+    if drift_cdf.size:
+        drift_cdf[-1] = 1.0
     return SyntheticCatalog(
         category=category,
         brand=brand,
         price=price,
         popularity=popularity,
-        successors=succ.reshape(n, k),
+        successors=successors,
         successor_cdf=successor_cdf,
         sale_start=sale_start.astype(np.int64),
         sale_end=sale_end.astype(np.int64),
         sale_items=sale_items,
         start=start,
+        base_items=n,
+        drift_share=cfg.drift_share if cfg.drift != "none" else 0.0,
+        drift_items=drift_items,
+        drift_p=drift_p,
+        surge_category=surge,
         _popularity_cdf=cdf,
         _by_category=by_category,
-        _by_brand=_GroupSampler.build(brand, popularity),
+        _by_brand=by_brand,
         _sale_keys=sale_keys,
+        _drift_cdf=drift_cdf,
     )
+
+
+def surge_category(cfg: GeneratorConfig) -> int:
+    """The category ``category_surge`` makes surge in ``cfg``'s world, whatever ``cfg.drift``:
+    the one with the least popularity mass, the least viewed of the undrifted world (named
+    :func:`category_name` in the events)."""
+    cat = build_catalog(cfg)
+    n = cat.base_items
+    return _least_viewed(cat.category[:n], cat.popularity[:n], cfg.num_categories)
+
+
+def unseen_items(cfg: GeneratorConfig) -> np.ndarray:
+    """The item indices of the ``unseen_items`` drift (``num_items .. num_items + n - 1``, with
+    ``n = max(items_per_sale, 1)``, ids ``i<index>``); empty under any other drift."""
+    return build_catalog(cfg).unseen_items
+
+
+def category_name(category: int) -> str:
+    """The events' name of category index ``category`` (``cat_007``)."""
+    return f"cat_{category:03d}"
 
 
 @functools.lru_cache(maxsize=4)
@@ -319,6 +463,8 @@ class Simulation:
         price: price shown (discounted during a sale the item is in).
         sale: sale index, or -1 outside a sale. A cart or purchase keeps the sale and
             price of the view it follows, even when it lands just after the sale ends.
+            The ``unseen_items`` drift's items are always in their own sale,
+            :attr:`SyntheticCatalog.unseen_sale`.
     """
 
     user: np.ndarray
@@ -345,6 +491,8 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
 
     Vectorised over the block's users: each loop iteration is one step (one item
     viewed, perhaps carted and bought) of every user who still has events to make.
+    Under a drift, a step is the drift's draw with probability ``drift_share`` whatever
+    else it would have been, from random numbers drawn after the undrifted ones.
     """
     cat = build_catalog(cfg)
     quotas = user_quotas(cfg)
@@ -427,13 +575,26 @@ def simulate_block(cfg: GeneratorConfig, block: int) -> Simulation:
             item[to_cat] = cat.in_category(which, u_pick[to_cat])
         if to_brand.any():
             item[to_brand] = cat.of_brand(fav_brand[idx[to_brand]], u_pick[to_brand])
+        drifted = None
+        if cat.drift_share > 0.0:
+            drifted = rng.random(a) < cat.drift_share
+            item[drifted] = cat.drift_draw(rng.random(int(drifted.sum())))
+            follow &= ~drifted
+            back &= ~drifted
         repeat = item == p
+        if drifted is not None and cat.drift_items.size > 1:
+            redo = repeat & drifted  # drawn again from the drift, leaving the last item out
+            if redo.any():
+                item[redo] = cat.drift_other(item[redo], rng.random(int(redo.sum())))
+                repeat &= ~redo
         if repeat.any():  # a shopper moves on; a second look at once would collapse anyway
             item[repeat] = cat.popular(rng.random(int(repeat.sum())))
         origin[idx] = np.where(repeat, -1, np.where(follow, p, np.where(back, o, -1)))
 
         on_sale = cat.on_sale(sale_now, item)
         sale_of = np.where(on_sale, sale_now, -1)
+        if cat.unseen_items.size:
+            sale_of = np.where(item >= cat.base_items, cat.unseen_sale, sale_of)
         price = np.where(on_sale, np.round(cat.price[item] * (1.0 - _SALE_DISCOUNT), 2), cat.price[item])
         u_cart, u_buy = rng.random((2, a))
         cart = u_cart < np.where(on_sale, _P_CART_SALE, _P_CART)
@@ -488,7 +649,9 @@ class NextView:
     navigation), and otherwise the running flash sale, the user's two favourite categories,
     the favourite brand, or global popularity. The shopper simulator of the online
     experiments (:mod:`sparktf.experiments.simulator`) draws its shoppers' next items from
-    it, so their click probabilities are known exactly.
+    it, so their click probabilities are known exactly. Under a drift it is
+    ``(1 - drift_share) * undrifted + drift_share * drift`` (the drift's distribution:
+    :meth:`SyntheticCatalog.drift_distribution`).
 
     Attributes:
         catalog: the world.
@@ -524,9 +687,14 @@ class NextView:
             _slot_p=np.diff(np.concatenate([[0.0], cat.successor_cdf])),
         )
 
+    @property
+    def surge_category(self) -> int:
+        """The category the ``category_surge`` drift sends its share to, or -1 without it."""
+        return self.catalog.surge_category
+
     def taste(self, user: int, sale: int = -1) -> np.ndarray:
         """Where a shopper who follows no successor goes: the sale (when ``sale`` >= 0 runs),
-        a favourite category, the favourite brand, or popularity."""
+        a favourite category, the favourite brand, or popularity (without the drift)."""
         cat = self.catalog
         category_p = np.where(
             cat.category == self.favourite[0, user], _P_FIRST_CATEGORY * self._category_share, 0.0
@@ -557,7 +725,7 @@ class NextView:
         n = cat.num_items
         taste = self.taste(user, sale)
         if len(history) == 0:
-            return taste
+            return self._drifted(taste, -1, no_repeat)
         last = int(history[-1])
         follow = np.zeros(n)
         np.add.at(follow, cat.successors[last], self._slot_p)
@@ -573,6 +741,14 @@ class NextView:
             again = out[last]
             out[last] = 0.0
             out += again * cat.popularity
+        return self._drifted(out, last, no_repeat)
+
+    def _drifted(self, undrifted: np.ndarray, last: int, no_repeat: bool) -> np.ndarray:
+        share = self.catalog.drift_share
+        if share == 0.0:
+            return undrifted
+        drift = self.catalog.drift_distribution(last, no_repeat=no_repeat)
+        out: np.ndarray = (1.0 - share) * undrifted + share * drift
         return out
 
 
@@ -603,11 +779,15 @@ def next_view_mixture(cfg: GeneratorConfig, users: np.ndarray, histories: list[n
 def _names(cfg: GeneratorConfig) -> dict[str, pa.Array]:
     import pyarrow as pa
 
+    cat = build_catalog(cfg)
+    sales = [f"sale_{d:04d}_{s}" for d in range(cfg.days) for s in range(cfg.sales_per_day)]
+    if cat.unseen_items.size:
+        sales.append("sale_unseen")  # index cat.unseen_sale
     return {
-        "item": pa.array([f"i{i}" for i in range(cfg.num_items)], pa.string()),
-        "category": pa.array([f"cat_{i:03d}" for i in range(cfg.num_categories)], pa.string()),
+        "item": pa.array([f"i{i}" for i in range(cat.num_items)], pa.string()),
+        "category": pa.array([category_name(i) for i in range(cfg.num_categories)], pa.string()),
         "brand": pa.array([f"brand_{i:04d}" for i in range(cfg.num_brands)], pa.string()),
-        "sale": pa.array([f"sale_{d:04d}_{s}" for d in range(cfg.days) for s in range(cfg.sales_per_day)], pa.string()),
+        "sale": pa.array(sales, pa.string()),
         "event": pa.array(list(EVENT_TYPES), pa.string()),
     }
 

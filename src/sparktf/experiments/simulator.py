@@ -33,6 +33,12 @@ by ``duration_s`` and paced at ``rate`` requests a second over ``concurrency`` t
 World time: a real second is a minute of the generator's calendar, starting at a
 seeded day, so a run of minutes passes through flash sales.
 
+Drift (``generator.drift``): the shoppers live in the drifted world, so a run shows the
+server traffic that the model was not trained on. Under ``unseen_items`` a shopper who
+wants one of the new items (indices from the catalogue's ``num_items`` on,
+:func:`~sparktf.data.generator.unseen_items`) views it and the view is posted with its id
+(``item_name``), so the server's live histories hold items the model does not know.
+
 Why our own code: RecSim (NG) and Virtual-Taobao model users with their own latent
 structure; the point here is to reuse the generator's exact world so the truth is the
 one that generated the training data.
@@ -364,9 +370,8 @@ class ShopperSimulator:
             if clicked:
                 events.append({**base, **link, "event_type": CLICK, "event_time": now})
             events.append({**base, **link, "event_type": "view", "event_time": now + 0.001})
-            p_cart, p_buy = funnel_probabilities(
-                bool(sale >= 0 and cat.on_sale(np.array([sale]), np.array([wanted]))[0])
-            )
+            # (the unseen_items drift's items are on sale whatever the time)
+            p_cart, p_buy = funnel_probabilities(bool(cat.on_sale(np.array([sale]), np.array([wanted]))[0]))
             carted = u_cart < p_cart
             bought = carted and u_buy < p_buy
             if carted:
