@@ -46,6 +46,7 @@ __all__ = [
     "GeneratorConfig",
     "IndexConfig",
     "MetricThreshold",
+    "MonitoringConfig",
     "OnlineConfig",
     "ServeConfig",
     "SimulateConfig",
@@ -294,6 +295,12 @@ class GeneratorConfig(_Section):
         session_ids: write the generator's session ids; off by default, so the feature
             stage's sessionization recovers them from the 30-minute gaps.
         seed: same seed and config, same events, whatever the Spark partitioning.
+        drift: a shift of the world away from the one a model was trained on, to try the
+            monitoring with (``sparktf simulate`` replays it against the server; ``generate``
+            writes it): ``none``; ``category_surge`` (the category the world views least takes
+            ``drift_share`` of the next views); ``unseen_items`` (a flash sale of items no model
+            has seen, with ids after the catalogue's, takes ``drift_share`` of the next views).
+        drift_share: the share of next views the drift takes, in (0, 1].
     """
 
     _section: typing.ClassVar[str] = "generator"
@@ -313,8 +320,11 @@ class GeneratorConfig(_Section):
     back_probability: float = 0.2
     session_ids: bool = False
     seed: int = 42
+    drift: Literal["none", "category_surge", "unseen_items"] = "none"
+    drift_share: float = 0.5
 
     def _validate(self) -> None:
+        self._require("drift_share", 0.0 < self.drift_share <= 1.0, "a share in (0, 1]")
         self._require("num_events", 10_000 <= self.num_events <= 1_000_000_000, "between 10,000 and 1,000,000,000")
         self._require("successors_per_item", 1 <= self.successors_per_item <= 20, "between 1 and 20")
         self._require("follow_probability", 0.0 <= self.follow_probability <= 0.95, "a probability between 0 and 0.95")
@@ -1113,6 +1123,76 @@ class SimulateConfig(_Section):
 
 
 @dataclass(frozen=True)
+class MonitoringConfig(_Section):
+    """Watching the served model (:mod:`sparktf.monitoring`): drift of the traffic against the
+    reference profile saved with each model version, online quality and skew.
+
+    Attributes:
+        enabled: the server keeps the online profile of its ``:recommend`` traffic per loaded
+            version and serves it at ``GET /v1/monitoring`` and as Prometheus metrics.
+        window_s: the sliding window the online profile covers, in seconds.
+        window_slots: the window is kept as this many sub-windows (memory is ``window_slots ×
+            bins``, whatever the traffic); the oldest is dropped as time moves on.
+        min_requests: a feature alerts only when the window holds at least this many requests
+            (PSI and JS distance are biased upwards on small samples).
+        psi_alert: a feature alerts when its population stability index exceeds this
+            (0.1–0.25 is a moderate shift, above 0.25 a major one).
+        js_alert: a feature alerts when its Jensen-Shannon distance (natural log, in [0, 0.83])
+            exceeds this.
+        max_fallback_rate: the share of replies answered by the popular fallback above which
+            ``fallback_rate`` alerts.
+        max_unknown_user_rate: the share of requests naming a user the model does not know
+            above which ``unknown_user_rate`` alerts.
+        max_unknown_item_rate: the share of history items the model does not know above which
+            ``unknown_item_rate`` alerts.
+        score_bins, length_bins: reference-quantile bins of the top-1 score and of the history
+            length, fixed when the model is trained.
+        top_categories: categories profiled by name (the most frequent in training); the
+            others are one ``(other)`` bin.
+        impressions: a ``:recommend`` reply outside an experiment logs its shown items as
+            ``impression`` events (with the model version and scores) in the event landing
+            before it answers, so that ``sparktf monitor report`` measures online quality per
+            version for all traffic, not only an experiment's (whose arms always log them).
+            Off by default: each reply then waits for a durable write (bench_monitoring
+            measures it); turn it on with ``sparktf live``, whose stream applies them.
+        skew_sample: the share of replies (by request id) whose history ``sparktf monitor
+            report`` recomputes from the events, to compare with what the server used.
+        report_hours: ``sparktf monitor report`` covers the events of this many last hours.
+    """
+
+    _section: typing.ClassVar[str] = "monitoring"
+
+    enabled: bool = True
+    window_s: float = 3600.0
+    window_slots: int = 60
+    min_requests: int = 500
+    psi_alert: float = 0.25
+    js_alert: float = 0.1
+    max_fallback_rate: float = 0.2
+    max_unknown_user_rate: float = 0.2
+    max_unknown_item_rate: float = 0.1
+    score_bins: int = 10
+    length_bins: int = 10
+    top_categories: int = 20
+    impressions: bool = False
+    skew_sample: float = 0.05
+    report_hours: float = 168.0
+
+    def _validate(self) -> None:
+        self._require("window_s", 1.0 <= self.window_s <= 30 * 86_400.0, "seconds from 1 to 30 days")
+        self._require("window_slots", 1 <= self.window_slots <= 10_000, "between 1 and 10,000")
+        self._require("min_requests", self.min_requests >= 1, "a positive number of requests")
+        for name in ("psi_alert", "js_alert"):
+            self._require(name, getattr(self, name) > 0.0, "a positive number")
+        for name in ("max_fallback_rate", "max_unknown_user_rate", "max_unknown_item_rate", "skew_sample"):
+            self._require(name, 0.0 <= getattr(self, name) <= 1.0, "a share from 0 to 1")
+        for name in ("score_bins", "length_bins"):
+            self._require(name, 2 <= getattr(self, name) <= 100, "between 2 and 100")
+        self._require("top_categories", 1 <= self.top_categories <= 1000, "between 1 and 1000")
+        self._require("report_hours", self.report_hours > 0.0, "a positive number of hours")
+
+
+@dataclass(frozen=True)
 class Config(_Section):
     """A whole run. ``workdir`` holds everything the run makes."""
 
@@ -1133,6 +1213,7 @@ class Config(_Section):
     online: OnlineConfig = field(default_factory=OnlineConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     def _validate(self) -> None:
         self._require("workdir", bool(self.workdir.strip()), "a directory path or URI")

@@ -63,6 +63,8 @@ class Workdir:
     online_db = property(lambda self: self.join("online", "online.db"))
     # Online experiments (issue 17): reports, charts and simulator runs, per experiment name.
     experiments = property(lambda self: self.join("experiments"))
+    # Watching production (issue 19): ``sparktf monitor report``'s HTML and JSON.
+    monitoring = property(lambda self: self.join("monitoring"))
 
     def state_file(self, *parts: str) -> str:
         """A local file of the run's bookkeeping (stage records, small JSON states).

@@ -96,6 +96,14 @@ LIVE_FIELDS: tuple[EventField, ...] = (
     EventField(
         "context", "string", False, "the history the reply was ranked from, a JSON array of item ids (impressions)"
     ),
+    EventField("model_version", "string", False, "the model version that ranked the reply (impressions)"),
+    EventField(
+        "score",
+        "double",
+        False,
+        "the model's score of the item in the reply; empty when the popular fallback or a baseline chose it "
+        "(impressions)",
+    ),
     EventField("ack_time", "double", True, "when the collector acknowledged the event (epoch seconds)"),
 )
 #: The fields of one landing record (a JSON line under ``data/landing``).

@@ -98,6 +98,7 @@ _TEXT_FIELDS = (
     "arm",
     "policy",
     "context",
+    "model_version",
 )
 #: The longest ``context`` (an impression's history as a JSON array) accepted.
 MAX_CONTEXT_CHARS = 65_536
@@ -238,7 +239,7 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
             texts[name] = _text(value)
         else:
             return fail("bad_field", f"{name} {_quoted(_text(value))} is a JSON {json_type(value)}; send a string")
-    for name in ("request_id", "experiment", "arm", "policy"):
+    for name in ("request_id", "experiment", "arm", "policy", "model_version"):
         value = texts[name]
         if value is not None and len(value) > MAX_ID_CHARS:
             return fail("bad_field", f"{name} {_quoted(value)} is longer than {MAX_ID_CHARS} characters")
@@ -254,6 +255,12 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
                 f"propensity {_quoted(_text(raw_propensity))} is not a number in (0, 1] "
                 "(the probability with which the policy showed the item at its position)",
             )
+    raw_score = raw.get("score")
+    score: float | None = None
+    if not _absent(raw_score):
+        score = None if isinstance(raw_score, bool) else _price(raw_score)
+        if score is None or not math.isfinite(score):
+            return fail("bad_field", f"score {_quoted(_text(raw_score))} is not a finite number (the model's score)")
     request_id = texts["request_id"]
 
     event_id = raw.get("event_id")
@@ -297,6 +304,8 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
         "propensity": propensity,
         "policy": texts["policy"],
         "context": texts["context"],
+        "model_version": texts["model_version"],
+        "score": score,
         "ack_time": float(ack_time),
     }
     return Checked(event, None, None, ignored)

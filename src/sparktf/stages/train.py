@@ -23,7 +23,7 @@ from sparktf.errors import DataError, ModelError
 from sparktf.stages._common import spark_for
 from sparktf.stages.state import TrainedModel, TrainResult
 
-__all__ = ["LaunchArgs", "launch_args", "model_params", "run", "train_spec"]
+__all__ = ["LaunchArgs", "ProfileArgs", "launch_args", "model_params", "profile_args", "run", "train_spec"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,33 @@ class LaunchArgs:
     max_restarts: int
     backup_every_steps: int
     launch_timeout_s: float
+
+
+@dataclass(frozen=True)
+class ProfileArgs:
+    """The arguments of :mod:`sparktf.monitoring.reference`: the reference profile saved with
+    each trained model (issue 19). Seen items are excluded from the top-1 score as the server
+    excludes them (``serve.exclude_seen``); popularity buckets are the evaluation's
+    (``evaluation.popularity_shares``)."""
+
+    exclude_seen: bool
+    popularity_shares: tuple[float, ...]
+    score_bins: int
+    length_bins: int
+    top_categories: int
+    batch_size: int
+
+
+def profile_args(cfg: Config) -> ProfileArgs:
+    m = cfg.monitoring
+    return ProfileArgs(
+        exclude_seen=cfg.serve.exclude_seen,
+        popularity_shares=cfg.evaluation.popularity_shares,
+        score_bins=m.score_bins,
+        length_bins=m.length_bins,
+        top_categories=m.top_categories,
+        batch_size=cfg.evaluation.batch_size,
+    )
 
 
 def launch_args(cfg: Config) -> LaunchArgs:
@@ -137,6 +164,7 @@ def _flat_counts(stats: dict[str, Any]) -> dict[str, Any]:
 
 def run(cfg: Config) -> TrainResult:
     from sparktf.distributed.launcher import SparkRunner
+    from sparktf.monitoring.reference import ReferenceQueries, load_reference_queries, write_export_reference
     from sparktf.runlog import worker_sink
     from sparktf.training.tracking import RunTracker, driver_tag, git_commit
     from sparktf.training.train_fn import train_worker
@@ -150,6 +178,8 @@ def run(cfg: Config) -> TrainResult:
     for run_id in tracker.fail_abandoned_runs(workdir=cfg.paths.root):
         print(f"Marked MLflow run {run_id} FAILED: the driver that started it is gone.")
     trained: list[TrainedModel] = []
+    profile = profile_args(cfg)
+    queries: ReferenceQueries | None = None
     for kind in cfg.train.models:
         export_base = cfg.paths.local("models", kind, "export")
         version = _next_version(export_base)
@@ -212,6 +242,24 @@ def run(cfg: Config) -> TrainResult:
             {"train_seconds": time.perf_counter() - t0, "examples_per_second": summary.get("examples_per_second", 0.0)},
             prefix="perf/",
         )
+        # The reference profile goes into the export before it is logged, so that every
+        # copy of the version (MLflow model, registry download) carries it.
+        if queries is None:  # read once, for every model of the run
+            queries = load_reference_queries(
+                spark,
+                cfg.paths.features,
+                exclude_seen=profile.exclude_seen,
+                popularity_shares=profile.popularity_shares,
+            )
+        reference, _ = write_export_reference(
+            queries,
+            summary["export_path"],
+            score_bins=profile.score_bins,
+            length_bins=profile.length_bins,
+            top_categories=profile.top_categories,
+            batch_size=profile.batch_size,
+        )
+        tracker.log_dict(reference.to_dict(), "monitoring/reference_profile.json")
         # The launcher's history spans restarts; the worker's only its last attempt.
         history = result.history or summary.get("history", {})
         tracker.log_history_plot(history, f"plots/{kind}_training.png", title=kind)
