@@ -36,6 +36,7 @@ AREAS: dict[str, tuple[str, int]] = {
     "live": ("Online loop: events in, fresh recommendations out", 16),
     "experiment": ("Online experiments: statistics against the truth, the simulator's throughput", 17),
     "ope": ("Off-policy estimates (IPS, SNIPS, DR) against the logged truth", 18),
+    "monitoring": ("Monitoring overhead: :recommend with monitoring on and off", 19),
 }
 
 

@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 
 from sparktf.config import load_config
+from sparktf.serving.monitor import ServedMonitoring
 from sparktf.stages._online import event_rules
 from sparktf.stages.serve import ServeArgs, serve_args
 
@@ -52,6 +53,7 @@ def test_model_and_serve_paths_given_arrive_unchanged(tmp_path: Path) -> None:
         online_path=str(tmp_path / "work" / "online" / "online.db"),
         experiment=None,
         experiment_dir="",
+        monitoring=ServedMonitoring.from_config(cfg.monitoring, report_dir=str(tmp_path / "work" / "monitoring")),
     )
     assert args.settings.port == 9123
 

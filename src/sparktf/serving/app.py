@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sparktf.online.landing import LandingWriter
     from sparktf.online.store import OnlineStore
     from sparktf.serving.experiment import ServedExperiment
+    from sparktf.serving.monitor import ServedMonitoring
 
 __all__ = ["create_app"]
 
@@ -50,6 +51,7 @@ def create_app(
     landing: LandingWriter | None = None,
     online: OnlineStore | None = None,
     experiment: ServedExperiment | None = None,
+    monitoring: ServedMonitoring | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``repository`` under the settings ``cfg``.
 
@@ -62,7 +64,9 @@ def create_app(
     durable with ``landing``; without both it answers 503. ``online`` gives :recommend and
     the web page each user's live history (the stream writes it). The app closes both
     when it stops. ``experiment`` splits :recommend traffic between its arms and logs the
-    impressions with ``landing`` (it needs ``events`` and ``landing``).
+    impressions with ``landing`` (it needs ``events`` and ``landing``). ``monitoring`` counts
+    each version's traffic against its reference profile (``GET /v1/monitoring``), and logs
+    the impressions of replies outside an experiment when ``landing`` is there.
 
     Raises:
         ServingError: an experiment without the means to log its impressions.
@@ -75,6 +79,7 @@ def create_app(
     if experiment is not None:
         experiment.check_rules(events, landing)
         state.experiment = experiment
+    state.monitoring = monitoring
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -118,6 +123,8 @@ def create_app(
     )
 
     def on_repo_event(snap: Snapshot, event: str) -> None:
+        if monitoring is not None:
+            monitoring.sync(snap)
         metrics.model_event(snap.name, event)
         metrics.set_versions(snap.name, sorted(snap.versions), snap.default)
         metrics.set_index_fallbacks(

@@ -96,8 +96,9 @@ class ServedExperiment:
 
 def impression_events(
     *,
-    experiment: str,
-    arm: str,
+    experiment: str | None,
+    arm: str | None,
+    model_version: str | None,
     request_id: str,
     query: RecommendQuery,
     items: Sequence[Mapping[str, Any]],
@@ -110,8 +111,10 @@ def impression_events(
 ) -> list[dict[str, Any]]:
     """The landing records of a reply's shown items: one ``impression`` per item, with its
     1-based ``position``, the probability with which the arm's policy put it there, the
-    policy, and the history the reply was ranked from (what an off-policy estimate replays),
-    checked by the collector's rules (so they read back like posted events).
+    policy, the history the reply was ranked from (what an off-policy estimate replays), the
+    model version that ranked it and the item's score (what the monitoring reads; None for a
+    baseline or the popular fallback), checked by the collector's rules (so they read back
+    like posted events). Outside an experiment ``experiment`` and ``arm`` are None.
 
     Raises:
         ServingError: 500 when an impression fails the rules (a bug: the server made it).
@@ -138,6 +141,8 @@ def impression_events(
             "propensity": propensity,
             "policy": policy,
             "context": history,
+            "model_version": model_version,
+            "score": item.get("score"),
         }
         checked = check_event(raw, rules, ack_time=now)
         if checked.event is None:
@@ -147,7 +152,11 @@ def impression_events(
 
 
 async def log_impressions(
-    landing: LandingWriter, records: list[dict[str, Any]], metrics: ServerMetrics, experiment: str, arm: str
+    landing: LandingWriter,
+    records: list[dict[str, Any]],
+    metrics: ServerMetrics,
+    experiment: str | None,
+    arm: str | None,
 ) -> bool:
     """Make the impressions durable (off the event loop); False when the write failed.
 
@@ -160,10 +169,10 @@ async def log_impressions(
     try:
         await asyncio.get_running_loop().run_in_executor(None, landing.append, records)
     except (LandingError, OSError, ValueError) as exc:
-        metrics.impressions.labels(experiment, arm, "lost").inc(len(records))
+        metrics.impressions.labels(experiment or "", arm or "", "lost").inc(len(records))
         log.error("could not log %d impression(s) of arm %s: %s", len(records), arm, exc)
         return False
-    metrics.impressions.labels(experiment, arm, "logged").inc(len(records))
+    metrics.impressions.labels(experiment or "", arm or "", "logged").inc(len(records))
     return True
 
 

@@ -116,11 +116,41 @@ class ServerMetrics:
         )
         self.impressions = Counter(
             "sparktf_experiment_impressions",
-            "Items shown by an experiment arm, by outcome: logged (durable in the landing directory) or "
+            "Items shown by an experiment arm (experiment and arm empty: a reply outside an experiment, "
+            "monitoring.impressions), by outcome: logged (durable in the landing directory) or "
             "lost (the landing write failed; the reply said impressions_logged = false).",
             ["experiment", "arm", "outcome"],
             registry=self.registry,
         )
+
+        # Watching production (issue 19): set from the monitoring's windows when scraped.
+        self.monitoring = {
+            "requests": Gauge(
+                "sparktf_monitoring_window_requests",
+                "Replies of a model version counted in the monitoring window.",
+                ["model", "version"],
+                registry=self.registry,
+            ),
+            "alert": Gauge(
+                "sparktf_monitoring_alert",
+                "1 when a model version's traffic breaches a [monitoring] threshold (see GET /v1/monitoring).",
+                ["model", "version"],
+                registry=self.registry,
+            ),
+            "drift": Gauge(
+                "sparktf_monitoring_drift",
+                "Drift of a profiled feature of a version's traffic against its reference profile: psi "
+                "(population stability index) or js (Jensen-Shannon distance).",
+                ["model", "version", "feature", "statistic"],
+                registry=self.registry,
+            ),
+            "rate": Gauge(
+                "sparktf_monitoring_rate",
+                "Fallback, unknown-user and unknown-item rates of a version's traffic in the window.",
+                ["model", "version", "rate"],
+                registry=self.registry,
+            ),
+        }
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
@@ -142,6 +172,13 @@ class ServerMetrics:
 
     def model_event(self, model: str, event: str) -> None:
         self.reloads.labels(model, event).inc()
+
+    def set_monitoring(self, values: list[tuple[str, dict[str, str], float]]) -> None:
+        """Replace the ``sparktf_monitoring_*`` gauges with ``(metric, labels, value)`` rows."""
+        for gauge in self.monitoring.values():
+            gauge.clear()
+        for metric, labels, value in values:
+            self.monitoring[metric].labels(**labels).set(value)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from sparktf.errors import ServingError
+from sparktf.monitoring.profile import Reference, load_reference
 from sparktf.retrieval.index import AnnIndex, build_index, load_index
 from sparktf.serving.features import FeatureLookup
 from sparktf.serving.tfserving import DEFAULT_SIGNATURE, bad_request
@@ -243,6 +244,15 @@ class VersionRecommender:
             servable.path, index_path, self.item_ids, self.embeddings
         )
         self._oov: np.ndarray | None = None
+        # The reference profile the training saved beside the export (issue 19): what the
+        # server's monitoring compares this version's traffic with. Optional: a version
+        # without one (or with one that cannot be read, named here) is served all the same.
+        self.reference: Reference | None = None
+        self.reference_problem: str | None = None
+        try:
+            self.reference = load_reference(extra)
+        except ValueError as exc:
+            self.reference_problem = str(exc)
 
     def warmup(self) -> None:
         """Run the whole path once (model, index, fallback) and probe the unknown-user embedding."""

@@ -7,9 +7,12 @@
   (``[experiment]``), a request without a version or label is answered by its unit's arm
   (:mod:`~sparktf.serving.experiment`), and every reply says ``experiment`` and ``arm``.
 * ``GET /healthz`` (alive), ``GET /readyz`` (a version is loaded and warmed up),
-  ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (poll the source now).
+  ``GET /metrics`` (Prometheus), ``POST /v1/admin/reload`` (poll the source now),
+  ``GET /v1/monitoring`` (each version's drift and alerts, :mod:`~sparktf.serving.monitor`).
 * ``GET /v1/users`` and ``/v1/users/{id}`` (for the page: the features' recent items and
-  the online store's live history), ``GET /`` (the page),
+  the online store's live history), ``GET /v1/registry`` (the registered versions, aliases,
+  gate reports and quality tables, :mod:`~sparktf.serving.registry_view`), ``GET /`` (the
+  control-room page, with its chart library inlined),
   ``GET /docs`` (the operations, listed from ``/openapi.json``).
 
 The body is read by the handlers themselves (never by FastAPI's models) so that
@@ -40,6 +43,7 @@ from sparktf.serving.error_handlers import json_response
 from sparktf.serving.experiment import ServedExperiment, clock, explore_reply, impression_events, log_impressions
 from sparktf.serving.openapi import ERRORS, EXAMPLES_BODY, JSON, PREDICT_BODY, RECOMMEND_BODY, docs_page
 from sparktf.serving.recommend import RecommendQuery, live_block, parse_recommend_request
+from sparktf.serving.registry_view import add_registry_routes
 from sparktf.serving.repository import LoadedVersion, Snapshot
 from sparktf.serving.state import ServerState, VersionInUse
 
@@ -57,6 +61,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
     _add_tf_serving_api(app, state)
     _add_operations(app, state)
     _add_page(app, state)
+    add_registry_routes(app, state)
     from sparktf.serving.collect import add_event_routes  # here, not at the top: collect imports this module
 
     add_event_routes(app, state)
@@ -144,6 +149,25 @@ def _add_tf_serving_api(app: FastAPI, state: ServerState) -> None:
             )
         # The id a client sends back with the events the reply leads to (a click's request_id).
         request_id = uuid.uuid4().hex
+        monitoring = state.monitoring
+        if monitoring is not None:
+            monitoring.observe(model_name, lv, query, reply)
+            if monitoring.impressions and state.landing is not None and state.events is not None:
+                records = impression_events(
+                    experiment=None,
+                    arm=None,
+                    model_version=str(lv.version),
+                    request_id=request_id,
+                    query=query,
+                    items=reply["items"],
+                    propensities=[1.0] * len(reply["items"]),
+                    policy="none",  # what a deterministic arm logs (Exploration.describe)
+                    context=reply.get("history", ()),
+                    features=state.features,
+                    rules=state.events,
+                    now=clock(),
+                )
+                reply["impressions_logged"] = await log_impressions(state.landing, records, state.metrics, None, None)
         out = {
             "request_id": request_id,
             "experiment": None,
@@ -241,6 +265,9 @@ async def _recommend_arm(
             # An exploring arm asks its model for its candidates, and its policy picks the shown ones.
             asked = replace(query, k=max(query.k, arm.exploration.pool))
             reply = await run_recommend(state.require_batcher(), recommender, asked, _live_store(state), metrics)
+        if lv is not None and state.monitoring is not None:
+            # The model's own ranking (before exploration): what its reference profile describes.
+            state.monitoring.observe(model_name, lv, query, reply)
         request_id = uuid.uuid4().hex
         if arm.exploration.kind == "plackett_luce":
             # Its exact propensities take milliseconds (3 ms at 50 candidates, 12 ms at 200): off
@@ -255,6 +282,7 @@ async def _recommend_arm(
         records = impression_events(
             experiment=experiment.name,
             arm=arm.name,
+            model_version=str(lv.version) if lv is not None else None,
             request_id=request_id,
             query=query,
             items=reply["items"],
@@ -385,8 +413,22 @@ def _add_operations(app: FastAPI, state: ServerState) -> None:
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
+        if state.monitoring is not None:
+            state.metrics.set_monitoring(state.monitoring.gauges(repository.snapshot))
         body, content_type = state.metrics.render()
         return Response(body, media_type=content_type)
+
+    @app.get(
+        "/v1/monitoring",
+        summary="Drift of each loaded version's traffic against its reference profile, alerts, online quality",
+        responses=ERRORS,
+    )
+    async def monitoring() -> Response:
+        if state.monitoring is None:
+            doc: dict[str, Any] = {"enabled": False, "status": "disabled", "alerts": [], "versions": [], "report": None}
+        else:
+            doc = await asyncio.get_running_loop().run_in_executor(None, state.monitoring.status, repository.snapshot)
+        return json_response(tfs.encode_json(doc))
 
     @app.post("/v1/admin/reload", summary="Ask the model source for new versions now", responses=ERRORS)
     async def reload() -> Response:
@@ -487,5 +529,11 @@ def _add_page(app: FastAPI, state: ServerState) -> None:
 
     @_get_and_head(app, "/", summary="The recommendations web page", response_class=Response)
     async def page() -> Response:
-        html = resources.files("sparktf.serving").joinpath("web/index.html").read_bytes()
-        return Response(html, media_type="text/html; charset=utf-8")
+        # The chart library goes inside the page: one document, no second request (a script
+        # request could not send the bearer token) and nothing fetched from elsewhere.
+        web = resources.files("sparktf.serving").joinpath("web")
+        charts = web.joinpath("charts.js").read_text(encoding="utf-8")
+        html = web.joinpath("index.html").read_text(encoding="utf-8")
+        charts = charts.replace("</script", "<\\/script")  # a string in the code cannot end the element
+        html = html.replace("<!-- charts.js -->", f"<script>\n{charts}</script>", 1)
+        return Response(html.encode("utf-8"), media_type="text/html; charset=utf-8")

@@ -28,6 +28,7 @@ from sparktf.errors import ServingError
 from sparktf.registry.uri import is_model_uri
 from sparktf.serving.experiment import ServedExperiment, arm_labels
 from sparktf.serving.features import load_features
+from sparktf.serving.monitor import ServedMonitoring
 from sparktf.serving.repository import ModelRepository, load_version, source_for
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def build_app(
     online_path: str = "",
     experiment: Assignment | None = None,
     experiment_dir: str = "",
+    monitoring: ServedMonitoring | None = None,
 ) -> tuple[Any, ModelRepository]:
     """The app and its repository for ``model`` (registry URI or base path).
 
@@ -76,6 +78,7 @@ def build_app(
             and hot-reload beside the followed version; baseline arms are built from the features.
         experiment_dir: where ``sparktf experiment report`` writes the experiment's report and
             chart (``GET /v1/experiment`` and the page show them); "" for none.
+        monitoring: each version's traffic against its reference profile (None: off).
 
     Raises:
         ServingError: ``model`` is neither a ``models:/`` URI the server can follow nor a local
@@ -121,7 +124,14 @@ def build_app(
 
         live_store = open_store(online, online_path, readonly=True)
     app = create_app(
-        repository, settings, features, events=events, landing=landing, online=live_store, experiment=served
+        repository,
+        settings,
+        features,
+        events=events,
+        landing=landing,
+        online=live_store,
+        experiment=served,
+        monitoring=monitoring,
     )
     app.state.sparktf.experiment_dir = experiment_dir
     return app, repository
@@ -189,6 +199,7 @@ def serve(
     online_path: str = "",
     experiment: Assignment | None = None,
     experiment_dir: str = "",
+    monitoring: ServedMonitoring | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT (Ctrl-C), then return after a graceful shutdown.
 
@@ -223,6 +234,7 @@ def serve(
         online_path=online_path,
         experiment=experiment,
         experiment_dir=experiment_dir,
+        monitoring=monitoring,
     )
     _say(
         f"sparktf serve: {model} as /v1/models/{repository.name} on http://{settings.host}:{settings.port} "

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sparktf.online.landing import LandingWriter
     from sparktf.online.store import OnlineStore
     from sparktf.serving.experiment import ServedExperiment
+    from sparktf.serving.monitor import ServedMonitoring
 
 __all__ = ["BODY_TIMEOUT_S", "ServerState", "VersionInUse"]
 
@@ -60,6 +61,8 @@ class ServerState:
         # The online experiment (issue 17), when one runs: arms, baselines, impressions.
         self.experiment: ServedExperiment | None = None
         self.experiment_dir = ""
+        # Watching production (issue 19): each version's traffic against its reference.
+        self.monitoring: ServedMonitoring | None = None
         self.in_flight = 0
 
     def require_batcher(self) -> MicroBatcher[Any, Any]:

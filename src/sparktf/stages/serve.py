@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from sparktf.config import Config, OnlineConfig, ServeConfig
 from sparktf.experiments.assignment import Assignment
 from sparktf.online.events import EventRules
+from sparktf.serving.monitor import ServedMonitoring
 from sparktf.stages._online import assignment, event_rules, landing_dir, served_online_path
 
 __all__ = ["ServeArgs", "run_serve", "serve_args"]
@@ -39,6 +40,8 @@ class ServeArgs:
         experiment: the online experiment (``[experiment]``), None when it has no name.
         experiment_dir: ``<workdir>/experiments/<name>`` (its report, for the page), "" when
             there is no experiment or the workdir is remote.
+        monitoring: ``[monitoring]`` as the server applies it (None: ``monitoring.enabled`` off);
+            its report is read from ``<workdir>/monitoring``.
     """
 
     settings: ServeConfig
@@ -53,6 +56,7 @@ class ServeArgs:
     online_path: str
     experiment: Assignment | None
     experiment_dir: str
+    monitoring: ServedMonitoring | None
 
 
 def serve_args(cfg: Config, model: str | None) -> ServeArgs:
@@ -82,6 +86,11 @@ def serve_args(cfg: Config, model: str | None) -> ServeArgs:
         experiment=assignment(cfg.experiment),
         experiment_dir=(
             os.path.join(paths.experiments, cfg.experiment.name) if cfg.experiment.active and paths.is_local else ""
+        ),
+        monitoring=(
+            ServedMonitoring.from_config(cfg.monitoring, report_dir=paths.monitoring if paths.is_local else "")
+            if cfg.monitoring.enabled
+            else None
         ),
     )
 
