@@ -592,6 +592,34 @@ def experiment_conclude(
         run_conclude(cfg, console)
 
 
+monitor_app = typer.Typer(
+    help="Watching production: online quality, drift and training/serving skew of the served versions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("report")
+def monitor_report(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Per model version and hour over the last monitoring.report_hours of the event table: CTR,
+    add-to-cart and purchase rates with user-level 95% intervals, drift against the version's
+    reference profile (PSI, JS distance), and the skew between served and batch histories; one
+    self-contained HTML page and report.json under <workdir>/monitoring/, logged to MLflow."""
+    from sparktf.runlog import RunLog
+    from sparktf.stages.monitor import run_monitor_report
+
+    cfg = _load(config, set_, workdir, master)
+    with RunLog(cfg.paths.log_file, title="sparktf monitor report", verbose=verbose):
+        run_monitor_report(cfg, console)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference",),
     ("online",),
     ("experiments",),
+    ("monitoring",),
     ("serving",),
     ("checks", "runlog"),
     ("stages",),
@@ -41,7 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 LIBRARIES = ("data", "tfrecord", "distributed", "models", "training", "evaluation", "retrieval", "registry")
-LIBRARIES += ("inference", "online", "experiments", "serving")
+LIBRARIES += ("inference", "online", "experiments", "monitoring", "serving")
 
 STAGE_MODULES = {f"sparktf.stages.{s}" for s in ("generate", "validate", "features", "tfrecords", "train")} | {
     f"sparktf.stages.{s}" for s in ("evaluate", "register", "index", "recommend", "serve")

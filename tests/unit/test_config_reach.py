@@ -34,12 +34,13 @@ from sparktf.stages.experiment import estimate_args, report_args, simulate_args
 from sparktf.stages.features import features_args
 from sparktf.stages.generate import generate_args
 from sparktf.stages.index import index_args
+from sparktf.stages.monitor import monitor_args
 from sparktf.stages.recommend import batch_args
 from sparktf.stages.register import registry_args
 from sparktf.stages.serve import serve_args
 from sparktf.stages.stream import stream_args
 from sparktf.stages.tfrecords import tfrecords_args
-from sparktf.stages.train import launch_args, model_params, train_spec
+from sparktf.stages.train import launch_args, model_params, profile_args, train_spec
 from sparktf.stages.validate import validate_args
 
 SRC = Path(sparktf.__file__).parent
@@ -79,6 +80,9 @@ def _uvicorn(c: Config) -> Any:
 def _spec(c: Config) -> Any:
     return train_spec(c, "sequential", run_dir="r", export_base="e", version=1, train_examples=1, run_id="x")
 
+
+#: Where [monitoring]'s thresholds are read, for the server and the report alike.
+_THRESHOLDS = "monitoring/profile.py"
 
 READS: dict[str, Reach] = {
     "workdir": Reach("every stage", lambda c: validate_args(c).raw_path.rsplit("/data/raw", 1)[0]),
@@ -287,7 +291,45 @@ READS: dict[str, Reach] = {
     ),
     "simulate.dwell_s": Reach("simulate", lambda c: simulate_args(c).settings.dwell_s, "stages/experiment.py"),
     "simulate.users": Reach("simulate", lambda c: simulate_args(c).settings.users, "stages/experiment.py"),
+    # [monitoring]: the server's windows and alerts (ServedMonitoring.from_config), and the
+    # reference profile each trained model gets (the train stage's profile_args).
+    "monitoring.enabled": Reach("serve", lambda c: serve_args(c, None).monitoring is not None),
+    "monitoring.window_s": Reach("serve", lambda c: _mon(c).window_s, "serving/monitor.py"),
+    "monitoring.window_slots": Reach("serve", lambda c: _mon(c).slots, "serving/monitor.py"),
+    "monitoring.min_requests": Reach("serve", lambda c: _mon(c).thresholds.min_requests, _THRESHOLDS),
+    "monitoring.psi_alert": Reach("serve", lambda c: _mon(c).thresholds.psi, _THRESHOLDS),
+    "monitoring.js_alert": Reach("serve", lambda c: _mon(c).thresholds.js, _THRESHOLDS),
+    "monitoring.max_fallback_rate": Reach(
+        "serve", lambda c: _mon(c).thresholds.max_rates["fallback_rate"], _THRESHOLDS
+    ),
+    "monitoring.max_unknown_user_rate": Reach(
+        "serve", lambda c: _mon(c).thresholds.max_rates["unknown_user_rate"], _THRESHOLDS
+    ),
+    "monitoring.max_unknown_item_rate": Reach(
+        "serve", lambda c: _mon(c).thresholds.max_rates["unknown_item_rate"], _THRESHOLDS
+    ),
+    "monitoring.impressions": Reach("serve", lambda c: _mon(c).impressions, "serving/monitor.py"),
+    "monitoring.score_bins": Reach("train (reference profile)", lambda c: profile_args(c).score_bins),
+    "monitoring.length_bins": Reach("train (reference profile)", lambda c: profile_args(c).length_bins),
+    "monitoring.top_categories": Reach("train (reference profile)", lambda c: profile_args(c).top_categories),
+    # [monitoring]: sparktf monitor report (its alert thresholds are the server's too)
+    "monitoring.skew_sample": Reach("monitor report", lambda c: monitor_args(c).skew_sample),
+    "monitoring.report_hours": Reach("monitor report", lambda c: monitor_args(c).hours),
+    # [generator]: the drift, which simulate replays against the server (generate writes it too)
+    "generator.drift": Reach(
+        "generate, simulate (build_catalog)", lambda c: simulate_args(c).generator.drift, "data/generator.py"
+    ),
+    "generator.drift_share": Reach(
+        "generate, simulate (build_catalog)", lambda c: simulate_args(c).generator.drift_share, "data/generator.py"
+    ),
 }
+
+
+def _mon(c: Config) -> Any:
+    """The server's monitoring (on unless ``monitoring.enabled`` is off)."""
+    served = serve_args(c, None).monitoring
+    assert served is not None, "monitoring.enabled is on, but the server got no monitoring"
+    return served
 
 
 def _named(c: Config) -> Config:

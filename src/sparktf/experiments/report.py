@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 __all__ = [
+    "ACTIONS",
     "METRICS",
     "DecisionRule",
     "Guardrail",
@@ -53,11 +54,13 @@ __all__ = [
     "order_agreement",
     "read_events",
     "to_json",
+    "user_moments",
 ]
 
 #: The ratio metrics of the report: name -> the per-user numerator column (denominator: impressions).
 METRICS: dict[str, str] = {"ctr": "clicks", "add_to_cart_rate": "carts", "purchase_rate": "purchases"}
-_ACTIONS = {CLICK: "clicks", "add_to_cart": "carts", "purchase": "purchases"}
+#: The actions a reply leads to, counted by its ``request_id``: event type -> count column.
+ACTIONS: dict[str, str] = {CLICK: "clicks", "add_to_cart": "carts", "purchase": "purchases"}
 
 
 def read_events(spark: SparkSession, path: str) -> DataFrame:
@@ -127,25 +130,25 @@ def arm_moments(events: DataFrame, experiment: str, buckets: int = 20) -> Moment
         F.min(F.unix_micros("event_time")).alias("t"),
     )
     acts = (
-        events.where(F.col("event_type").isin(list(_ACTIONS)) & F.col("request_id").isNotNull())
+        events.where(F.col("event_type").isin(list(ACTIONS)) & F.col("request_id").isNotNull())
         .groupBy("request_id")
-        .agg(*[F.sum((F.col("event_type") == t).cast("long")).alias(c) for t, c in _ACTIONS.items()])
+        .agg(*[F.sum((F.col("event_type") == t).cast("long")).alias(c) for t, c in ACTIONS.items()])
     )
-    joined = replies.join(acts, "request_id", "left").fillna(0, subset=list(_ACTIONS.values())).cache()
+    joined = replies.join(acts, "request_id", "left").fillna(0, subset=list(ACTIONS.values())).cache()
     try:
         span = joined.agg(F.min("t"), F.max("t")).first()
         t0 = span[0] if span is not None and span[0] is not None else 0
         t1 = span[1] if span is not None and span[1] is not None else 0
         bucket_s = max((t1 - t0) / 1e6 / buckets, 1.0)
         bucket = F.least(F.floor((F.col("t") - F.lit(t0)) / F.lit(bucket_s * 1e6)), F.lit(buckets - 1)).cast("int")
-        counts = ["requests", "impressions", *_ACTIONS.values()]
+        counts = ["requests", "impressions", *ACTIONS.values()]
         per = (
             joined.withColumn("bucket", bucket)
             .groupBy("arm", "user_id", "bucket")
             .agg(
                 F.count(F.lit(1)).alias("requests"),
                 F.sum("impressions").alias("impressions"),
-                *[F.sum(c).alias(c) for c in _ACTIONS.values()],
+                *[F.sum(c).alias(c) for c in ACTIONS.values()],
             )
         )
         several_row = per.groupBy("user_id").agg(F.countDistinct("arm").alias("n")).where("n > 1").count()
@@ -155,29 +158,34 @@ def arm_moments(events: DataFrame, experiment: str, buckets: int = 20) -> Moment
             .groupBy("arm", "user_id", "b")
             .agg(*[F.sum(c).alias(c) for c in counts])
         )
-        x = F.col("impressions")
-        moments = (
-            cumulative.groupBy("arm", "b")
-            .agg(
-                F.count(F.lit(1)).alias("users"),
-                F.sum("requests").alias("requests"),
-                F.sum(x).alias("impressions"),
-                F.sum(x * x).alias("impressions_sq"),
-                *[
-                    agg
-                    for c in _ACTIONS.values()
-                    for agg in (
-                        F.sum(c).alias(c),
-                        F.sum(F.col(c) * F.col(c)).alias(f"{c}_sq"),
-                        F.sum(F.col(c) * x).alias(f"{c}_x"),
-                    )
-                ],
-            )
-            .toPandas()
-        )
+        moments = user_moments(cumulative, ["arm", "b"]).toPandas()
     finally:
         joined.unpersist()
     return Moments(moments, buckets, bucket_s, int(several_row))
+
+
+def user_moments(per_user: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """User-level moment sums (:class:`RatioTotals`' columns) of each numerator over impressions,
+    per ``keys``: one row per user in, one row per key out (the experiment report's and the
+    monitor report's one aggregation)."""
+    from pyspark.sql import functions as F
+
+    x = F.col("impressions")
+    return per_user.groupBy(*keys).agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum("requests").alias("requests"),
+        F.sum(x).alias("impressions"),
+        F.sum(x * x).alias("impressions_sq"),
+        *[
+            agg
+            for c in ACTIONS.values()
+            for agg in (
+                F.sum(c).alias(c),
+                F.sum(F.col(c) * F.col(c)).alias(f"{c}_sq"),
+                F.sum(F.col(c) * x).alias(f"{c}_x"),
+            )
+        ],
+    )
 
 
 @dataclass(frozen=True)

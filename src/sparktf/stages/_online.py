@@ -9,7 +9,15 @@ from sparktf.experiments.assignment import Arm, Assignment, parse_arm_model
 from sparktf.experiments.exploration import Exploration
 from sparktf.online.events import EventRules
 
-__all__ = ["assignment", "event_rules", "landing_dir", "online_sqlite_path", "served_online_path"]
+__all__ = [
+    "assignment",
+    "client_host",
+    "event_rules",
+    "landing_dir",
+    "online_sqlite_path",
+    "served_online_path",
+    "server_url",
+]
 
 
 def assignment(cfg: ExperimentConfig) -> Assignment | None:
@@ -78,3 +86,15 @@ def served_online_path(cfg: Config) -> str:
     if cfg.online.store == "sqlite" and not cfg.online.sqlite_path and not cfg.paths.is_local:
         return ""
     return online_sqlite_path(cfg)
+
+
+def client_host(host: str) -> str:
+    """Where a client reaches a server bound to ``host`` (a wildcard bind is reached on loopback)."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - where a client connects, not a bind
+        return "127.0.0.1"
+    return "[::1]" if host == "::" else host
+
+
+def server_url(cfg: Config) -> str:
+    """The base URL of the server ``[serve]`` describes, as a client on this machine reaches it."""
+    return f"http://{client_host(cfg.serve.host)}:{cfg.serve.port}"

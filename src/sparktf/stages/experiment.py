@@ -33,7 +33,7 @@ from sparktf.errors import ConfigError, PipelineError
 from sparktf.experiments.assignment import Assignment
 from sparktf.experiments.offpolicy import OFFPOLICY_FILE
 from sparktf.experiments.report import DecisionRule
-from sparktf.stages._online import assignment
+from sparktf.stages._online import assignment, server_url
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -52,12 +52,6 @@ __all__ = [
     "run_simulate",
     "simulate_args",
 ]
-
-
-def _base_url(cfg: Config) -> str:
-    from sparktf.stages.live import _client_host
-
-    return f"http://{_client_host(cfg.serve.host)}:{cfg.serve.port}"
 
 
 def _require_experiment(cfg: Config) -> Assignment:
@@ -106,7 +100,7 @@ def simulate_args(cfg: Config) -> SimulateArgs:
     return SimulateArgs(
         generator=cfg.generator,
         settings=cfg.simulate,
-        base_url=_base_url(cfg),
+        base_url=server_url(cfg),
         model_name=cfg.serve.model_name or cfg.tracking.registered_model,
         token=cfg.serve.auth_token,
         out_dir=os.path.join(cfg.paths.experiments, name) if cfg.paths.is_local else "",
@@ -234,7 +228,7 @@ def report_args(cfg: Config) -> ReportArgs:
         ),
         events_path=cfg.paths.live_events,
         out_dir=os.path.join(cfg.paths.local("experiments"), exp.experiment),
-        metrics_url=_base_url(cfg) + "/metrics",
+        metrics_url=server_url(cfg) + "/metrics",
         token=cfg.serve.auth_token,
         tracking_uri=cfg.tracking_uri,
         mlflow_experiment=cfg.tracking.experiment,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from sparktf.config import Config
 from sparktf.errors import ServingError, StreamError
+from sparktf.stages._online import server_url
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,7 +51,7 @@ def run_live(
     logs = os.path.dirname(cfg.paths.log_file)
     os.makedirs(logs, exist_ok=True)
     status_file = stream_args(cfg).status_file
-    base = f"http://{_client_host(cfg.serve.host)}:{cfg.serve.port}"
+    base = server_url(cfg)
     own = {"serve": [*options, *serve_options], "stream": list(options)}
     procs = {name: _start(name, own[name], os.path.join(logs, f"live-{name}.log")) for name in ("serve", "stream")}
     stop = threading.Event()
@@ -80,12 +81,6 @@ def run_live(
             hint=f"Fix what the log says and run `sparktf live` again (or `sparktf {failed}` alone to see it).",
         )
     out.print("sparktf live: stopped the server and the streaming job.")
-
-
-def _client_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):  # noqa: S104 - where a client connects, not a bind
-        return "127.0.0.1"
-    return "[::1]" if host == "::" else host
 
 
 def _start(name: str, options: Sequence[str], log: str) -> subprocess.Popen[bytes]:
