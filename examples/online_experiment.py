@@ -10,7 +10,10 @@ The four commands a user types, in order, each shown before it runs:
    click with a position bias on what they truly want next, browse and buy, and post every
    event back; it prints each arm's true CTR;
 4. ``sparktf experiment report``: per arm CTR with a 95% interval (users are the unit), the
-   lift over ``popular``, the sample-ratio test, guardrails, a chart, the decision.
+   lift over ``popular``, the sample-ratio test, guardrails, a chart, the decision;
+5. ``GET /v1/monitoring`` and ``sparktf monitor report``: the champion's traffic against the
+   reference profile its training saved (drift, alerts), online quality per version and hour,
+   and training/serving skew, as one HTML file.
 
 Run: ``.venv/bin/python examples/online_experiment.py`` (about 20 minutes: the full
 ``make run``, then 3 minutes of traffic) or with ``--smoke-test`` (a tiny pipeline and 20 s
@@ -108,11 +111,21 @@ def main() -> None:
                 still, last = (still + 1 if n == last else 0), n
             print(f"the stream has applied {last} events", flush=True)
             subprocess.run(sparktf(["experiment", "report", *w], sets), check=True)
+            monitoring = httpx.get(f"http://127.0.0.1:{port}/v1/monitoring", timeout=30).json()
+            for v in monitoring["versions"]:
+                profile = "a reference profile" if v["reference"] else "no reference profile"
+                print(
+                    f"monitoring: {v['model_name']} v{v['version']} ({profile}): {v['requests']} replies in the "
+                    f"window, {v['status']}, {len(v['alerts'])} alert(s)",
+                    flush=True,
+                )
+            subprocess.run(sparktf(["monitor", "report", *w], sets), check=True)
         finally:
             os.killpg(live.pid, signal.SIGTERM)
             live.wait(timeout=60)
             log.close()
         print(f"report: {work / 'experiments' / 'seq-vs-popular' / 'report.json'}", flush=True)
+        print(f"monitor report: {work / 'monitoring' / 'report.html'}", flush=True)
 
 
 if __name__ == "__main__":
