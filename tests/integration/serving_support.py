@@ -72,11 +72,15 @@ def save_file_reader(base: Path, version: int) -> str:
     return str(base / str(version))
 
 
-def export_recommender(base: Path, version: int, seed: int, kind: str = "two_tower") -> str:
-    """An untrained (seeded) sparktf model over ITEMS/USERS, exported as ``<base>/<version>``."""
+#: Exports already built in this test process, by (kind, seed): each takes 8-15 s of TensorFlow
+#: tracing and saving on 2 cores, and the serving tests ask for the same few about 20 times.
+_EXPORTS: dict[tuple[str, int], str] = {}
+
+
+def recommender_model(seed: int, kind: str = "two_tower") -> Any:
+    """An untrained (seeded) sparktf model over ITEMS/USERS."""
     from sparktf.models.base import ModelParams
     from sparktf.models.catalog import Catalog
-    from sparktf.models.export import export_model
     from sparktf.models.factory import build_model
 
     catalog = Catalog.from_arrays(
@@ -87,8 +91,36 @@ def export_recommender(base: Path, version: int, seed: int, kind: str = "two_tow
         user_ids=USERS,
     )
     # The user id on, so that the tests see a user the model knows without any history.
-    model = build_model(catalog, ModelParams(kind=kind, embedding_dim=8, seed=seed, two_tower_user_id=True))
-    return export_model(model, str(base), version, k=5)
+    return build_model(catalog, ModelParams(kind=kind, embedding_dim=8, seed=seed, two_tower_user_id=True))
+
+
+def export_recommender(base: Path, version: int, seed: int, kind: str = "two_tower") -> str:
+    """An untrained (seeded) sparktf model over ITEMS/USERS, exported as ``<base>/<version>``.
+
+    The export depends on (kind, seed) only, so it is built once per test process and copied
+    in: into a hidden folder first, then renamed, as :func:`sparktf.models.export.export_model`
+    does, so that a server polling ``base`` never sees half of it.
+    """
+    import atexit
+    import shutil
+    import tempfile
+    import uuid
+
+    key = (kind, seed)
+    if key not in _EXPORTS:
+        from sparktf.models.export import export_model
+
+        cache = tempfile.mkdtemp(prefix=f"sparktf-export-{kind}-{seed}-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        _EXPORTS[key] = export_model(recommender_model(seed, kind), cache, 1, k=5)
+    path = base / str(int(version))
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise AssertionError(f"{path} already holds files")
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f".{int(version)}.partial-{uuid.uuid4().hex[:12]}"
+    shutil.copytree(_EXPORTS[key], staging)
+    os.replace(staging, path)
+    return str(path)
 
 
 def write_features(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 
 from sparktf.config import ServeConfig
 
-from .serving_support import RunningServer, exact_top_k, export_recommender, wait_ready
+from .serving_support import RunningServer, exact_top_k, export_recommender, recommender_model, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +130,7 @@ def test_an_export_appears_whole_to_a_poller(tmp_path: Path) -> None:
     sees a version folder without assets.extra/sparktf.json. Before, the version folder
     existed for the whole save, its assets.extra written last."""
     from sparktf.errors import ModelError
+    from sparktf.models.export import export_model
 
     base = tmp_path / "recsys"
     base.mkdir()
@@ -151,7 +152,7 @@ def test_an_export_appears_whole_to_a_poller(tmp_path: Path) -> None:
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        path = export_recommender(base, 1, seed=3)
+        path = export_model(recommender_model(3), str(base), 1, k=5)
     finally:
         stop.set()
         watcher.join()
@@ -159,7 +160,7 @@ def test_an_export_appears_whole_to_a_poller(tmp_path: Path) -> None:
     assert sorted(p.name for p in base.iterdir()) == ["1"]  # no staging folder left behind
     assert np.load(Path(path) / "assets.extra" / "item_embeddings.npy").shape[0] == 40
     with pytest.raises(ModelError, match="already holds a SavedModel"):
-        export_recommender(base, 1, seed=4)
+        export_model(recommender_model(4), str(base), 1, k=5)
     assert sorted(p.name for p in base.iterdir()) == ["1"]
 
 
