@@ -37,6 +37,7 @@ AREAS: dict[str, tuple[str, int]] = {
     "experiment": ("Online experiments: statistics against the truth, the simulator's throughput", 17),
     "ope": ("Off-policy estimates (IPS, SNIPS, DR) against the logged truth", 18),
     "monitoring": ("Monitoring overhead: :recommend with monitoring on and off", 19),
+    "drift": ("Drift alerts against the simulated world's truth", 19),
 }
 
 

@@ -5,8 +5,8 @@ The reference profile is measured on shoppers' histories from the generator's wo
 model trained on that world saw); the server is then driven over HTTP with other shoppers of
 the same world (no alert), and with the same world shifted by ``generator.drift``: a surge of
 the category the world views least (``history_category`` alerts, and no unknown items), and a
-flash sale of items no model has seen (``unknown_item_rate`` alerts with a value near the
-drift's true share, and the known items' category mix does not). Sizes: 2,000 reference
+flash sale of items no model has seen (``unknown_item_rate`` alerts with the true share of
+unseen items, and the known items' category mix does not). Sizes: 2,000 reference
 histories and 800 requests per phase keep the chance of a false alert of one feature's JS
 distance (10 bins) near 1e-6 (JS divergence ≈ χ²₉ · (1/800 + 1/2000) / 8).
 """
@@ -152,17 +152,17 @@ def test_traffic_of_the_training_world_does_not_alert(world: dict[str, Any]) -> 
     assert 'sparktf_monitoring_window_requests{model="models",version="1"} 800.0' in seen["metrics"]
 
 
-def _shifted(drift: str) -> tuple[list[list[str]], Any]:
+def _shifted(drift: str, share: float) -> tuple[list[list[str]], Any]:
     from sparktf.data.generator import build_catalog
 
     # The same world (same seed: same items, categories and shoppers), its traffic shifted.
-    gen = replace(WORLD, drift=drift, drift_share=0.5)
+    gen = replace(WORLD, drift=drift, drift_share=share)
     histories = _histories(gen)
     return [histories[u] for u in sorted(histories)[2000:]][:REQUESTS], build_catalog(gen)
 
 
 def test_a_category_surge_alerts_on_the_category_mix(world: dict[str, Any]) -> None:
-    histories, cat = _shifted("category_surge")
+    histories, cat = _shifted("category_surge", 0.5)
     with _server(world["base"]) as running:
         seen = _drive(running.url, histories)
     version = seen["version"]
@@ -179,7 +179,10 @@ def test_a_category_surge_alerts_on_the_category_mix(world: dict[str, Any]) -> N
 
 
 def test_a_flash_sale_of_unseen_items_alerts_on_unknown_items(world: dict[str, Any]) -> None:
-    histories, cat = _shifted("unseen_items")
+    # At 0.2 the sale's items are a fifth of the views; the known items' category mix barely
+    # moves (bench_drift: category alerts 0/10 worlds at 0.2, 3/10 at 0.5, where shoppers leave
+    # the sale's items for known ones of the same categories).
+    histories, cat = _shifted("unseen_items", 0.2)
     unseen = {f"i{i}" for i in range(cat.base_items, cat.num_items)}
     with _server(world["base"]) as running:
         seen = _drive(running.url, histories)
