@@ -48,8 +48,6 @@ _MAX_REPORT_BYTES = 1 << 20
 _SPLITS = ("test", "validation")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
-# Version tags written by sparktf.registry.registry and .promote (their one home), read here.
-_GATE_TAGS = ("validated_against", "validated_at", "promoted_at", "replaced_version", "rolled_back_to")
 
 
 def add_registry_routes(app: FastAPI, state: ServerState) -> None:
@@ -219,7 +217,19 @@ def _version_document(
     loaded: set[int],
     reports: dict[tuple[str, str], tuple[dict[str, Any] | None, str | None]] | None,
 ) -> dict[str, Any]:
-    from sparktf.registry.registry import FAILED_CHECKS_TAG, REPORT_TAG, STATUS_TAG
+    # The gate's version tags, named where sparktf.registry.registry writes them (their one home).
+    from sparktf.registry.registry import (
+        FAILED_CHECKS_TAG,
+        PROMOTED_AT_TAG,
+        REPLACED_TAG,
+        REPORT_TAG,
+        ROLLED_BACK_TO_TAG,
+        STATUS_TAG,
+        VALIDATED_AGAINST_TAG,
+        VALIDATED_AT_TAG,
+    )
+
+    gate_tags = (VALIDATED_AGAINST_TAG, VALIDATED_AT_TAG, PROMOTED_AT_TAG, REPLACED_TAG, ROLLED_BACK_TO_TAG)
 
     version = int(str(mv.version))
     tags = {str(k): str(v) for k, v in (mv.tags or {}).items()}
@@ -242,7 +252,7 @@ def _version_document(
         failed = []
     gate: dict[str, Any] = {
         "status": tags.get(STATUS_TAG, "unvalidated"),
-        **{key: tags.get(key) for key in _GATE_TAGS},
+        **{key: tags.get(key) for key in gate_tags},
         "failed_checks": failed if isinstance(failed, list) else [],
         "report": None,
         "markdown": None,
