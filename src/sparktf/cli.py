@@ -207,18 +207,21 @@ def _command(name: str) -> str:
 
 def _print_summary(cfg: Config, seconds: float) -> None:
     """Quality, outputs, what was promoted and why, and the commands to go on with."""
-    from sparktf.stages.evaluate import SUMMARY_METRICS
+    from sparktf.stages.evaluate import quality_tables
     from sparktf.stages.state import EvaluateResult, RecommendResult, RegisterResult, read_result
 
     console.rule("[bold]Summary[/]")
     try:
         from sparktf.evaluation.metrics import EvaluationResult
-        from sparktf.evaluation.report import rich_table
 
         evaluation = read_result(cfg.paths, EvaluateResult)
-        results = [EvaluationResult.from_dict(r) for r in evaluation.results.values()]
-        shown = [m for m in SUMMARY_METRICS if any(m in r.overall for r in results)]
-        console.print(rich_table(results, shown))
+        for table in quality_tables(
+            {
+                "product": [EvaluationResult.from_dict(r) for r in evaluation.results.values()],
+                "literature": [EvaluationResult.from_dict(r) for r in evaluation.literature.values()],
+            }
+        ):
+            console.print(table)
     except SparkTFError as exc:
         console.print(f"No quality table: {exc.message}", markup=False)
     try:
@@ -355,6 +358,40 @@ _add_stage_command("train", "Train the recommenders on Spark and track them in M
 
 
 _add_stage_command("evaluate", "Evaluate over the full catalogue against the baselines.")
+
+
+@app.command()
+def tune(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    workdir: WorkdirOpt = None,
+    master: MasterOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Search tune.model's settings with Optuna, trials running in parallel as Spark tasks, and
+    write the best as a config file for `sparktf run --config`.
+
+    The data stages run first when their inputs changed (as in `sparktf run`). Each trial
+    trains one process, is pruned on validation NDCG@10 and is a nested MLflow run; the study
+    stops starting trials after tune.trials or tune.timeout_s. Outputs: <workdir>/tune/
+    (trials.json, each trial's log, optuna.db) and tune.output (default <workdir>/tune/best.toml).
+    """
+    from sparktf.runlog import RunLog
+    from sparktf.stages import train as train_stage
+    from sparktf.stages.runner import PipelineRunner
+    from sparktf.stages.tune import run_tune
+
+    cfg = _load(config, set_, workdir, master)
+    data_stages = STAGES[: [s.name for s in STAGES].index("tfrecords") + 1]
+    log = cfg.paths.log_file
+    console.print(f"[dim]Spark, TensorFlow and MLflow output goes to {escape(log)} (--verbose shows it here).[/]")
+    with RunLog(log, title="sparktf tune", verbose=verbose):
+        PipelineRunner(cfg, on_event=_stage_event, stages=data_stages).run()
+        console.rule("[bold]tune[/]: Optuna search, trials as Spark tasks")
+        result = run_tune(cfg, console, train_spec=train_stage.train_spec)
+    command = f"{_command('sparktf')} run --config {shlex.quote(result.best_config_path)}"
+    console.print(f"Reproduce the best trial:  [bold]{escape(command)}[/]", soft_wrap=True)
+    console.print(f"[dim]Log: {escape(log)}[/]", soft_wrap=True)
 
 
 @app.command()

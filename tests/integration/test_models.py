@@ -70,9 +70,12 @@ def _hr_at_10(model: Any, rows: list[tuple[str, list[str], str]]) -> float:
     ("kind", "options"),
     [
         ("sequential", {}),
-        ("sequential", {"tie_embeddings": True, "mask_history": False}),
+        # The repeat term, exact (256 buckets for 200 items) and hashed (64): part of the export's dot product.
+        ("sequential", {"tie_embeddings": True, "mask_history": False, "repeat_buckets": 256}),
         ("two_tower", {}),
         ("two_tower", {"two_tower_user_id": True, "mask_history": False}),
+        ("sasrec", {"max_history": 10, "attention_heads": 2}),
+        ("sasrec", {"max_history": 10, "mask_history": False, "tie_embeddings": True, "repeat_buckets": 64}),
     ],
 )
 def test_model_learns_the_next_item_and_exports_raw_id_serving(
@@ -195,6 +198,7 @@ def test_two_tower_query_uses_the_user_id_only_when_asked(user_id: bool, catalog
         ("sequential", {"tie_embeddings": True, "rnn": "lstm"}),
         ("two_tower", {"two_tower_user_id": True}),
         ("two_tower", {"two_tower_history": "mean"}),
+        ("sasrec", {"repeat_buckets": 16}),
     ],
 )
 def test_ensure_built_creates_every_variable_fit_uses(kind: str, options: dict[str, Any], catalog: Any) -> None:
@@ -215,3 +219,68 @@ def test_ensure_built_creates_every_variable_fit_uses(kind: str, options: dict[s
     assert after == before, sorted(set(after) ^ set(before))
     model.ensure_built()  # once built, a no-op
     assert [(id(v), v.name, tuple(v.shape)) for v in model.variables] == before
+
+
+def test_sasrec_learns_from_every_position_of_a_window(catalog: Any) -> None:
+    """Issue 20: one window of history plus target is one label per position — the next
+    item of the history, then the target — and the loss counts exactly those."""
+    from sparktf.models.base import ModelParams
+    from sparktf.models.factory import build_model
+    from sparktf.models.layers import tf
+
+    L = 6
+    for options in ({}, {"softmax": "sampled", "num_sampled": 20}, {"mask_history": False}):
+        model = build_model(catalog, ModelParams(kind="sasrec", embedding_dim=8, max_history=L, seed=1, **options))
+        model.ensure_built()
+        batch = model.prepare(
+            {
+                "user_id": tf.constant(["u1", "u2", "u3"]),
+                # 3 known items; 1 item; an unknown item in the middle (not a label, still context)
+                "history": tf.ragged.constant([["i1", "i2", "i3"], ["i9"], ["i4", "nope", "i5"]]),
+                "target": tf.constant(["i4", "i7", "i6"]),
+            }
+        )
+        per_ex, counted, _ = model._per_example_loss(batch, training=True)
+        # Labels: [i2, i3, i4], [i7], [nope (OOV: none), i5, i6].
+        np.testing.assert_allclose(np.asarray(counted) * L, [3, 1, 2], atol=1e-6)
+        assert np.all(np.asarray(per_ex) > 0)
+    # Validation and serving still score the target from the last position only.
+    logits = model(batch)
+    assert logits.shape == (3, V)
+    # Position j sees items 0..j only: appending an item changes nothing before it.
+    enc = model.encoder
+    short = model.history_lookup(tf.constant([["i1", "i2", "", "", "", ""]]))
+    long = model.history_lookup(tf.constant([["i1", "i2", "i3", "i8", "", ""]]))
+    np.testing.assert_allclose(np.asarray(enc(short))[0, :2], np.asarray(enc(long))[0, :2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "sasrec"])
+def test_the_repeat_term_learns_whether_shoppers_come_back(kind: str, catalog: Any) -> None:
+    """Issue 20: the repeat weight is learnt, not a rule: positive where the next item is always
+    one the history holds (grocery), negative where it never is (movies)."""
+    from sparktf.models.base import ModelParams, make_optimizer
+    from sparktf.models.factory import build_model
+
+    rng = np.random.default_rng(5)
+    rows: dict[str, list[tuple[str, list[str], str]]] = {"again": [], "never": []}
+    for u in range(1500):
+        # "never": 7 distinct items. "again": 2 distinct items, then each next one an earlier item
+        # other than the one just before (the features collapse consecutive repeats), so every
+        # label but the second item is a repeat: sasrec learns from every position.
+        never = [int(x) for x in rng.choice(V, size=7, replace=False)]
+        again = never[:2]
+        while len(again) < 7:
+            again.append(int(rng.choice([x for x in set(again) if x != again[-1]])))
+        for name, seq in (("again", again), ("never", never)):
+            rows[name].append((f"u{u % 300}", [ITEMS[x] for x in seq[:-1]], ITEMS[seq[-1]]))
+    beta = {}
+    for name, data in rows.items():
+        params = ModelParams(kind=kind, embedding_dim=8, max_history=6, mask_history=False, repeat_buckets=V, seed=2)
+        model = build_model(catalog, params)  # type: ignore[arg-type]
+        model.compile(optimizer=make_optimizer(0.01, 1.0, 12))
+        model.fit(_dataset(data).batch(128), epochs=3, verbose=0)
+        beta[name] = float(model.repeat.beta)
+        hr = _hr_at_10(model, data[:300])
+        if name == "again":
+            assert hr > 0.99, hr  # the 6 history items rank first: the target is one of them
+    assert beta["again"] > 1.0 and beta["never"] < -1.0, beta

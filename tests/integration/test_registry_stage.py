@@ -176,3 +176,19 @@ def test_evaluate_stage_measures_what_the_gate_measures(spark: Any, tmp_path: Pa
     )
     other = EvaluationResult.from_dict(default_shares.results["sequential"])
     assert other.slices["target_popularity"] != table.slices["target_popularity"]
+
+    # Issue 20: both protocols, each labelled; nothing is excluded under the literature
+    # protocol, so no model or baseline ranks its target higher there.
+    literature = EvaluationResult.from_dict(out.literature["sequential"])
+    assert (table.protocol.name, literature.protocol.name) == ("product", "literature")
+    assert table.protocol.exclude_seen and not literature.protocol.exclude_seen
+    assert table.protocol.sentence().startswith("Product protocol:")
+    assert literature.protocol.sentence().startswith("Literature protocol:")
+    for name in out.results:
+        lit, prod = out.literature[name]["overall"], out.results[name]["overall"]
+        assert lit["hr@5"] <= prod["hr@5"] + 1e-12 and lit["mrr"] <= prod["mrr"] + 1e-12, name
+    # gate.protocol reaches the gate: it now measures the literature numbers.
+    lit_cfg = cfg.replace(gate=dataclasses.replace(cfg.gate, protocol="literature"))
+    lit_gate = register.catalogue_evaluator(spark, eval_args(lit_cfg), tracking_uri=cfg.tracking_uri)(trained.model_uri)
+    assert lit_gate.overall == pytest.approx(literature.overall)
+    assert lit_gate.overall != pytest.approx(table.overall)

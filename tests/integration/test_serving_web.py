@@ -101,8 +101,10 @@ def register_versions(root: Path, export: str) -> str:
         run_id = tracker.start(f"train-{version}")
         if not model_uri:
             model_uri = tracker.log_model(export, "recommender")
-        tracker.log_metrics({metric_key(k): v for k, v in metrics.items()}, prefix="test/")
-        tracker.log_metrics({metric_key(k): v for k, v in POPULAR.items()}, prefix="baseline/popular/")
+        # As the evaluate stage names them: <split>/<protocol>/..., baseline/<name>/<protocol>/...
+        tracker.log_metrics({metric_key(k): v for k, v in metrics.items()}, prefix="test/product/")
+        tracker.log_metrics({metric_key(k): v / 2 for k, v in metrics.items()}, prefix="test/literature/")
+        tracker.log_metrics({metric_key(k): v for k, v in POPULAR.items()}, prefix="baseline/popular/product/")
         tracker.end()
         info = registry.register(model_uri, run_id=run_id, metrics=metrics, description=f"seed 5, run {version}")
         assert info.version == version
@@ -409,14 +411,25 @@ def test_the_models_section_shows_the_registry_versions_gate_and_quality(server:
     assert (v2["version"], v2["aliases"], v2["loaded"], v2["gate"]["status"]) == (2, [], False, "failed")
     assert v2["gate"]["validated_against"] == "1" and v2["gate"]["failed_checks"][0]["check"] == "min_absolute_change"
     assert v2["gate"]["report"]["champion"] == "shop v1" and "## Validation gate: FAILED" in v2["gate"]["markdown"]
-    assert v1["quality"] == {"split": "test", "model": QUALITY[1], "baselines": {"popular": POPULAR}}
-    # Slices, the gate's copies, training curves and NaN stay out of the quality table.
+    half = {k: v / 2 for k, v in QUALITY[1].items()}
+    assert v1["quality"] == {
+        "split": "test",
+        "protocol": "product",
+        "model": QUALITY[1],
+        "baselines": {"popular": POPULAR},
+        "literature": {"model": pytest.approx(half), "baselines": {}},
+    }
+    # Slices, the gate's copies, training curves and NaN stay out of the quality table;
+    # a run evaluated before the two protocols (<split>/<metric>) was the product protocol.
     logged = {"test/ndcg_at_10": 0.3, "test/mrr": float("nan"), "test/segment/a/ndcg_at_10": 0.1, "loss": 1.0}
     logged |= {"gate/candidate/ndcg_at_10": 0.3, "baseline/popular/hr_at_10": 0.2, "baseline/popular/seg/a/mrr": 0.1}
+    logged |= {"test/product/user_activity/low/hr_at_10": 0.5, "baseline/als/literature/mrr": 0.05}
     assert quality_metrics(logged) == {
         "split": "test",
+        "protocol": "product",
         "model": {"ndcg@10": 0.3},
         "baselines": {"popular": {"hr@10": 0.2}},
+        "literature": {"model": {}, "baselines": {"als": {"mrr": 0.05}}},
     }
 
     browser.get(server.url + "/")

@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spark",),
     ("distributed", "models"),
     ("training", "evaluation"),
+    ("tuning",),
     ("retrieval",),
     ("registry",),
     ("inference",),
@@ -42,7 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 RANK = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}
 
 LIBRARIES = ("data", "tfrecord", "distributed", "models", "training", "evaluation", "retrieval", "registry")
-LIBRARIES += ("inference", "online", "experiments", "monitoring", "serving")
+LIBRARIES += ("inference", "online", "experiments", "monitoring", "serving", "tuning")
 
 STAGE_MODULES = {f"sparktf.stages.{s}" for s in ("generate", "validate", "features", "tfrecords", "train")} | {
     f"sparktf.stages.{s}" for s in ("evaluate", "register", "index", "recommend", "serve")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from sparktf.stages.serve import serve_args
 from sparktf.stages.stream import stream_args
 from sparktf.stages.tfrecords import tfrecords_args
 from sparktf.stages.train import launch_args, model_params, profile_args, train_spec
+from sparktf.stages.tune import tune_args
 from sparktf.stages.validate import validate_args
 
 SRC = Path(sparktf.__file__).parent
@@ -141,7 +143,17 @@ READS: dict[str, Reach] = {
     "evaluation.split": Reach("evaluate, register", lambda c: eval_args(c).split),
     "evaluation.batch_size": Reach("evaluate, register", lambda c: eval_args(c).batch_size),
     "evaluation.popularity_shares": Reach("evaluate, register", lambda c: eval_args(c).popularity_shares),
+    # [tune]: sparktf tune (stages/tune.py tune_args; the study, trials and pruner take them from there)
+    "tune.model": Reach("tune", lambda c: tune_args(c).kind),
+    "tune.trials": Reach("tune", lambda c: tune_args(c).trials),
+    "tune.parallelism": Reach("tune", lambda c: tune_args(c).parallelism),
+    "tune.timeout_s": Reach("tune", lambda c: tune_args(c).timeout_s),
+    "tune.epochs": Reach("tune", lambda c: tune_args(c).epochs),
+    "tune.pruner_warmup_epochs": Reach("tune", lambda c: tune_args(c).pruner_warmup_epochs),
+    "tune.seed": Reach("tune", lambda c: tune_args(c).seed),
+    "tune.output": Reach("tune", lambda c: os.path.relpath(tune_args(c).output), auto_default=True),
     # [gate]
+    "gate.protocol": Reach("register (the gate's evaluation)", lambda c: eval_args(c).gate_protocol),
     "gate.champion_alias": Reach("register, index, serve", lambda c: serve_args(c, None).model.rsplit("@", 1)[1]),
     # [index]
     "index.model": Reach("index", lambda c: index_args(c).model),

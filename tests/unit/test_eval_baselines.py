@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparktf.errors import ModelError
-from sparktf.evaluation.baselines import ALSRecommender, ItemCooccurrence, MostPopular
+from sparktf.errors import DataError, ModelError
+from sparktf.evaluation.baselines import ALSRecommender, ItemCooccurrence, MostPopular, RepeatFrequent
 from sparktf.evaluation.evalset import EvalSet, evaluate_scores, popularity_buckets
 from sparktf.evaluation.metrics import Exclusions, Queries
 
@@ -74,9 +74,61 @@ def test_als_scores_by_dot_product_and_falls_back_to_popularity() -> None:
     assert _order(s[1]) == ["a", "b", "c", "d"]
 
 
+T0 = pd.Timestamp("2020-01-01")
+
+
+def _repeat() -> RepeatFrequent:
+    # u1 had a once and c twice before any query, then d at +100 s and +120 s and b at +200 s
+    # (validation/test steps); u2 had b three times. Times in microseconds, as fitted.
+    def us(seconds: int) -> int:
+        return (T0 + pd.Timedelta(seconds=seconds)).value // 1000
+
+    return RepeatFrequent(
+        user_ids=np.array(["u1", "u2"], dtype=object),
+        base_indptr=np.array([0, 2, 3]),
+        base_indices=np.array([0, 2, 1]),
+        base_counts=np.array([1, 2, 3]),
+        later_indptr=np.array([0, 3, 3]),
+        later_indices=np.array([3, 3, 1]),
+        later_times=np.array([us(100), us(120), us(200)]),
+        popularity=COUNTS,
+    )
+
+
+def test_repeat_frequent_counts_the_users_steps_before_the_query_then_popularity() -> None:
+    batch = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u1", "u2", "nobody"],
+            "event_time": T0 + pd.to_timedelta([110, 150, 200, 250, 150, 150], unit="s"),
+        }
+    )
+    s = _repeat().score(batch)
+    tie = COUNTS / 10  # popularity below 1: 9 / (9 + 1) for the most popular
+    np.testing.assert_allclose(s[0], np.array([1, 0, 2, 1]) + tie)  # d once before +110 s
+    np.testing.assert_allclose(s[1], np.array([1, 0, 2, 2]) + tie)  # d twice before +150 s
+    np.testing.assert_allclose(s[2], np.array([1, 0, 2, 2]) + tie)  # b at +200 s is not before a query at +200 s
+    np.testing.assert_allclose(s[3], np.array([1, 1, 2, 2]) + tie)
+    assert _order(s[3]) == ["c", "d", "a", "b"]
+    np.testing.assert_allclose(s[4], np.array([0, 3, 0, 0]) + tie)
+    np.testing.assert_allclose(s[5], tie)  # an unknown user: popularity alone
+    assert _order(s[5]) == ["a", "b", "c", "d"]
+    # A count of one outranks any popularity.
+    assert s[0, 3] > s[0, 1] and s[4, 1] > s[4, 0]
+
+
+def test_repeat_frequent_needs_the_query_time_only_for_later_steps() -> None:
+    s = _repeat().score(pd.DataFrame({"user_id": ["u2", "nobody"]}))
+    np.testing.assert_allclose(s[0], [0, 3, 0, 0] + COUNTS / 10)
+    with pytest.raises(DataError, match=r"repeat_frequent needs the queries' event_time") as info:
+        _repeat().score(pd.DataFrame({"user_id": ["u1"]}))
+    assert info.value.hint
+
+
 def test_recommenders_pickle() -> None:
     m = pickle.loads(pickle.dumps(_markov()))
     assert _order(m.score(pd.DataFrame({"history": [["a"]]}))[0]) == ["c", "d", "a", "b"]
+    r = pickle.loads(pickle.dumps(_repeat()))
+    assert _order(r.score(pd.DataFrame({"user_id": ["u2"]}))[0]) == ["b", "a", "c", "d"]
 
 
 def test_popularity_buckets_cut_by_cumulative_share() -> None:

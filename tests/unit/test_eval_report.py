@@ -91,8 +91,10 @@ def test_slices_and_full_report() -> None:
 def test_rich_table_prints_protocol_and_models() -> None:
     buf = io.StringIO()
     print_report([_result("most_popular", 0.0859)], console=Console(file=buf, width=400, highlight=False))
-    text = buf.getvalue()
+    text = " ".join(buf.getvalue().split())  # the caption wraps at the table's width
     assert "most_popular" in text and "0.0859" in text and "1,682 items" in text
+    # Issue 20: every table names its protocol, in the title and the caption.
+    assert "Evaluation, product protocol" in text and "Product protocol: " in text
 
 
 def test_json_round_trip() -> None:

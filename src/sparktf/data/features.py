@@ -21,7 +21,11 @@ How a user's events become examples:
 4. **Examples.** One row per step with at least one step before it: the target and
    up to ``max_history`` previous items. Histories only ever hold earlier steps,
    so no target is part of its own context. Users with fewer than
-   ``min_user_events`` steps get no examples and are counted.
+   ``min_user_events`` steps get no examples and are counted. ``window_end`` marks
+   the train rows at the user's last train step and every ``max_history`` steps
+   before it: their histories plus targets tile the train part, so a model that
+   learns from every position of a window (SASRec) sees each train transition once
+   per epoch by reading these rows only (validation and test rows are marked too).
 5. **Train part only.** Vocabularies, item counts and popularity, ``seen`` and the
    user activity buckets come from ``train`` steps of the users with examples.
 """
@@ -330,6 +334,7 @@ def _write_tables(
         F.col("brand").alias("target_brand"),
         F.col("price_bucket").alias("target_price_bucket"),
     )
+    window_end = (F.col("split") != "train") | (((F.col("n_train") - F.col("pos")) % cfg.max_history) == 0)
     examples = (
         with_history(eligible, cfg.max_history)
         .where(F.col("pos") >= 2)
@@ -345,6 +350,7 @@ def _write_tables(
             F.coalesce(F.col("target_price_bucket"), F.lit(UNKNOWN_BUCKET)).alias("target_price_bucket"),
             "event_time",
             activity.alias("user_activity"),
+            window_end.alias("window_end"),
             "split",
         )
     )
@@ -352,16 +358,22 @@ def _write_tables(
 
     per_split = {s: 0 for s in SPLITS}
     oov = {s: 0 for s in SPLITS}
+    windows = {s: 0 for s in SPLITS}
     vocab_ids = F.broadcast(item_vocab.select(F.col("item_id").alias("target"), "index"))
     for row in (
-        examples.select("target", "split")
+        examples.select("target", "split", "window_end")
         .join(vocab_ids, "target", "left")
         .groupBy("split")
-        .agg(F.count(F.lit(1)).alias("rows"), F.sum(F.col("index").isNull().cast("int")).alias("oov"))
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(F.col("index").isNull().cast("int")).alias("oov"),
+            F.sum(F.col("window_end").cast("int")).alias("windows"),
+        )
         .collect()
     ):
         per_split[row["split"]] = int(row["rows"])
         oov[row["split"]] = int(row["oov"] or 0)
+        windows[row["split"]] = int(row["windows"] or 0)
     ev = events.agg(
         F.count(F.lit(1)).alias("input"),
         F.sum(F.col("event_type").isin(list(cfg.positive_event_types)).cast("int")).alias("positive"),
@@ -384,6 +396,8 @@ def _write_tables(
             "steps_of_dropped_users": int(u["short_steps"] or 0),
         },
         "examples": per_split,
+        # The train rows that end a window (see step 4 of the module docstring).
+        "train_windows": windows["train"],
         "targets_out_of_vocabulary": oov,
         "targets_without_history": {s: int(u[f"first_{s}"] or 0) for s in SPLITS[1:]},
         "vocab": {

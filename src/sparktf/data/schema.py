@@ -142,6 +142,7 @@ EXAMPLE_COLUMNS: tuple[str, ...] = (
     "target_price_bucket",
     "event_time",
     "user_activity",
+    "window_end",
     "split",
 )
 #: Columns of ``examples`` that stay out of the TFRecords: the split is the folder,
@@ -157,6 +158,7 @@ MODEL_COLUMNS: tuple[str, ...] = (
     "target_category",
     "target_brand",
     "target_price_bucket",
+    "window_end",
 )
 
 

@@ -135,6 +135,8 @@ class Queries:
         exclusion_rule: what ``exclude`` holds, in words, for the protocol.
         user_ids: [num_queries] ids, only used to name a query in error messages.
         item_ids: [num_items] ids, only used to name an item in error messages.
+        protocol: the protocol's name (``product`` or ``literature``,
+            :mod:`sparktf.evaluation.protocols`), carried into every result.
     """
 
     targets: IntArray
@@ -145,6 +147,7 @@ class Queries:
     exclusion_rule: str = "items the user interacted with before the target"
     user_ids: npt.NDArray[Any] | None = None
     item_ids: npt.NDArray[Any] | None = None
+    protocol: str = "product"
 
     def __post_init__(self) -> None:
         targets = np.asarray(self.targets, dtype=np.int64)
@@ -217,6 +220,8 @@ class EvalProtocol:
         exclusion_rule: what "seen" means, in words.
         list_length: 0 for full ranking; L when the metrics come from top-L lists,
             in which case MRR is truncated at L and named ``mrr@L``.
+        name: the protocol's name, ``product`` or ``literature``
+            (:mod:`sparktf.evaluation.protocols`); every report is labelled with it.
     """
 
     split: str
@@ -227,6 +232,7 @@ class EvalProtocol:
     oov_targets: int
     exclusion_rule: str = "items the user interacted with before the target"
     list_length: int = 0
+    name: str = "product"
 
     def sentence(self) -> str:
         """The protocol in one sentence, for reports."""
@@ -248,8 +254,8 @@ class EvalProtocol:
             else "seen items not excluded"
         )
         return (
-            f"Protocol: {ranking}; {seen}; {TIE_RULE}; {self.oov_targets:,} out-of-vocabulary targets counted "
-            f"as misses; K in {{{ks}}}."
+            f"{self.name.capitalize()} protocol: {ranking}; {seen}; {TIE_RULE}; {self.oov_targets:,} "
+            f"out-of-vocabulary targets counted as misses; K in {{{ks}}}."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,6 +268,7 @@ class EvalProtocol:
             "oov_targets": self.oov_targets,
             "exclusion_rule": self.exclusion_rule,
             "list_length": self.list_length,
+            "name": self.name,
             "sentence": self.sentence(),
         }
 
@@ -276,6 +283,7 @@ class EvalProtocol:
             oov_targets=int(data["oov_targets"]),
             exclusion_rule=str(data.get("exclusion_rule", cls.exclusion_rule)),
             list_length=int(data.get("list_length", 0)),
+            name=str(data.get("name", "product")),
         )
 
 
@@ -619,4 +627,5 @@ def _protocol(queries: Queries, ks: tuple[int, ...], *, list_length: int) -> Eva
         oov_targets=queries.num_oov,
         exclusion_rule=queries.exclusion_rule,
         list_length=list_length,
+        name=queries.protocol,
     )

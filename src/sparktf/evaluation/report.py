@@ -133,7 +133,9 @@ def rich_table(results: Sequence[EvaluationResult], metrics: Sequence[str] | Non
     from rich.table import Table
 
     metrics = list(metrics) if metrics is not None else default_metrics(results)
-    table = Table(title="Evaluation", caption="\n".join(_protocol_lines(results)), caption_justify="left")
+    names = {r.protocol.name for r in results}
+    title = f"Evaluation, {names.pop()} protocol" if len(names) == 1 else "Evaluation"
+    table = Table(title=title, caption="\n".join(_protocol_lines(results)), caption_justify="left")
     table.add_column("model", style="bold")
     for m in metrics:
         table.add_column(m, justify="right")

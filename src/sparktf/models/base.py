@@ -17,7 +17,16 @@ import numpy as np
 from sparktf.models.catalog import Catalog
 from sparktf.models.layers import ITEM_OFFSET, item_lookup, keras, pad_history, tf
 
-__all__ = ["QUERY_FEATURES", "TARGET_FEATURES", "ModelParams", "RecommenderMixin", "catalogue_hits"]
+__all__ = [
+    "QUERY_FEATURES",
+    "TARGET_FEATURES",
+    "ModelParams",
+    "RecommenderMixin",
+    "catalogue_hits",
+    "catalogue_ranks",
+    "logit_ranks",
+    "ranking_metrics",
+]
 
 QUERY_FEATURES = ("user_id", "history")
 TARGET_FEATURES = ("target", "target_category", "target_brand", "target_price_bucket")
@@ -27,7 +36,7 @@ TARGET_FEATURES = ("target", "target_category", "target_brand", "target_price_bu
 class ModelParams:
     """Architecture and loss settings shared by both models (from ``[train]``)."""
 
-    kind: Literal["sequential", "two_tower"] = "sequential"
+    kind: Literal["sequential", "sasrec", "two_tower"] = "sequential"
     embedding_dim: int = 64
     rnn: Literal["gru", "lstm"] = "gru"
     max_history: int = 20
@@ -39,6 +48,9 @@ class ModelParams:
     mask_history: bool = True
     two_tower_history: Literal["gru", "lstm", "mean"] = "gru"
     temperature: float = 0.05
+    attention_blocks: int = 2
+    attention_heads: int = 1
+    repeat_buckets: int = 0
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,7 +126,31 @@ class RecommenderMixin:
 
 
 def catalogue_hits(query: Any, items: Any, target: Any, k: int = 10, chunk: int = 65_536, exclude: Any = None) -> Any:
-    """1.0 where the target is in the query's top ``k`` over the whole catalogue, else 0.0.
+    """1.0 where the target is in the query's top ``k`` over the whole catalogue, else 0.0
+    (see :func:`catalogue_ranks`)."""
+    ranks = catalogue_ranks(query, items, target, chunk=chunk, exclude=exclude)
+    return tf.cast(ranks < k, tf.float32)
+
+
+def ranking_metrics(ranks: Any, valid: Any, k: int = 10) -> tuple[Any, Any]:
+    """``(hit@k, ndcg@k)`` per query from 0-based ranks (the evaluation's definitions,
+    :mod:`sparktf.evaluation.metrics`: one relevant item, gain ``1 / log2(rank + 2)``),
+    0 where ``valid`` is 0. Validation reports both, so early stopping and tuning
+    (which prunes on NDCG@10) see what evaluation measures."""
+    top = tf.cast(ranks < k, tf.float32) * valid
+    gain = 1.0 / (tf.math.log(tf.cast(ranks, tf.float32) + 2.0) / tf.math.log(2.0))
+    return top, top * gain
+
+
+def logit_ranks(logits: Any, labels: Any) -> Any:
+    """0-based rank of each row's label among its logits; ties count against the label."""
+    own = tf.gather(logits, tf.maximum(labels, 0), batch_dims=1)
+    return tf.reduce_sum(tf.cast(logits >= own[:, None], tf.int32), axis=1) - 1
+
+
+def catalogue_ranks(query: Any, items: Any, target: Any, chunk: int = 65_536, exclude: Any = None) -> Any:
+    """0-based rank of the target among the whole catalogue for each query
+    (``2**31 - 1`` when the target is out of vocabulary).
 
     ``query`` [B, D], ``items`` [N, D] (the catalogue, in the models' scoring space),
     ``target`` [B] catalogue positions (-1 = out of vocabulary, a miss); ``exclude``
@@ -146,7 +182,7 @@ def catalogue_hits(query: Any, items: Any, target: Any, k: int = 10, chunk: int 
         scored = tf.reduce_sum(query[:, None, :] * tf.gather(items, tf.maximum(ex, 0)), axis=2)
         counted = (ex >= 0) & (ex != safe[:, None]) & ~repeat & (scored >= own)
         counts -= tf.reduce_sum(tf.cast(counted, tf.int32), axis=1)
-    return tf.cast((counts < k) & (target >= 0), tf.float32)
+    return tf.where(target >= 0, counts, tf.int32.max)
 
 
 def make_optimizer(learning_rate: float, decay: float, steps_per_epoch: int) -> Any:

@@ -8,9 +8,17 @@ from sparktf.errors import ModelError
 from sparktf.models.base import ModelParams
 from sparktf.models.catalog import Catalog
 
-__all__ = ["MODEL_KINDS", "build_model"]
+__all__ = ["MODEL_KINDS", "WINDOW_KINDS", "build_model", "trains_on_windows"]
 
-MODEL_KINDS = ("sequential", "two_tower")
+MODEL_KINDS = ("sequential", "sasrec", "two_tower")
+#: The kinds that learn from every position of a history window, so they train on the
+#: examples marked ``window_end`` only (see data/features.py and models/sasrec.py).
+WINDOW_KINDS = ("sasrec",)
+
+
+def trains_on_windows(kind: str) -> bool:
+    """Whether a model of ``kind`` trains on the ``window_end`` examples only."""
+    return kind in WINDOW_KINDS
 
 
 def build_model(catalog: Catalog, params: ModelParams) -> Any:
@@ -19,6 +27,10 @@ def build_model(catalog: Catalog, params: ModelParams) -> Any:
         from sparktf.models.sequential import SequentialRecommender
 
         return SequentialRecommender(catalog, params)
+    if params.kind == "sasrec":
+        from sparktf.models.sasrec import SelfAttentionRecommender
+
+        return SelfAttentionRecommender(catalog, params)
     if params.kind == "two_tower":
         from sparktf.models.two_tower import TwoTowerRecommender
 

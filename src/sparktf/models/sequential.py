@@ -9,16 +9,19 @@ plus a per-item bias, with a full softmax over the catalogue or a sampled softma
 catalogues. With ``mask_history`` (default) the full softmax leaves the history's
 items out, so the model learns to rank what recommendations can show: the items
 not seen yet. The bias is folded into the vectors as an extra dimension so the
-same ANN index serves this model.
+same ANN index serves this model; so is the optional repeat term
+(``repeat_buckets``, :mod:`sparktf.models.repeat`), a learned weight on the items the
+history already holds.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sparktf.models.base import ModelParams, RecommenderMixin
+from sparktf.models.base import ModelParams, RecommenderMixin, logit_ranks, ranking_metrics
 from sparktf.models.catalog import Catalog
 from sparktf.models.layers import ITEM_OFFSET, HistoryEncoder, item_lookup, keras, tf
+from sparktf.models.repeat import RepeatTerm
 
 __all__ = ["SequentialRecommender"]
 
@@ -43,10 +46,29 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
             )
         self.query_head = keras.layers.Dense(dim, name="query_head")
         self.item_bias = self.add_weight(name="item_bias", shape=(num,), initializer="zeros", trainable=True)
+        self._init_repeat(catalog, params)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hr10 = keras.metrics.Mean(name="hr_at_10")
+        self.ndcg10 = keras.metrics.Mean(name="ndcg_at_10")
 
     # ----------------------------------------------------------------- scoring
+
+    def _init_repeat(self, catalog: Catalog, params: ModelParams) -> None:
+        self.repeat = (
+            RepeatTerm(catalog.num_items, params.repeat_buckets, name="repeat_term")
+            if params.repeat_buckets > 0
+            else None
+        )
+
+    def _positions(self, history: Any) -> Any:
+        """[B, L] history ids -> catalogue positions (padding and unknown items < 0)."""
+        return tf.cast(self.history_lookup(history), tf.int32) - ITEM_OFFSET
+
+    def _repeat_logits(self, features: dict[str, Any]) -> Any:
+        """[B, N] repeat term of the whole history, or 0 without one."""
+        if self.repeat is None:
+            return 0.0
+        return self.repeat.logits(self.repeat.counts(self._positions(features["history"])))
 
     def _query(self, features: dict[str, Any], training: bool) -> Any:
         indices = self.history_lookup(features["history"])
@@ -59,17 +81,23 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
 
     def query_vectors(self, features: dict[str, Any], training: bool = False) -> Any:
         q = self._query(features, training)
-        return tf.concat([q, tf.ones_like(q[:, :1])], axis=1)
+        parts = [q, tf.ones_like(q[:, :1])]
+        if self.repeat is not None:
+            parts.append(self.repeat.query_part(self.repeat.counts(self._positions(features["history"]))))
+        return tf.concat(parts, axis=1)
 
     def item_vectors(self) -> Any:
         emb, bias = self._items()
-        return tf.concat([emb, bias[:, None]], axis=1)
+        parts = [emb, bias[:, None]]
+        if self.repeat is not None:
+            parts.append(self.repeat.item_part())
+        return tf.concat(parts, axis=1)
 
     def call(self, features: dict[str, Any], training: bool | None = None) -> Any:
         features = self.prepare(features)
         q = self._query(features, bool(training))
         emb, bias = self._items()
-        return tf.matmul(q, emb, transpose_b=True) + bias
+        return tf.matmul(q, emb, transpose_b=True) + bias + self._repeat_logits(features)
 
     # ----------------------------------------------------------------- training
 
@@ -80,11 +108,17 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         safe = tf.maximum(labels, 0)
         emb, bias = self._items()
         if training and self.params.softmax == "sampled":
+            weights, inputs = emb, q
+            if self.repeat is not None:
+                # The repeat term as the dot product it is in the export (one-hot buckets).
+                counts = self.repeat.counts(self._positions(features["history"]))
+                weights = tf.concat([emb, self.repeat.item_part()], axis=1)
+                inputs = tf.concat([q, self.repeat.query_part(counts)], axis=1)
             per_ex = tf.nn.sampled_softmax_loss(
-                weights=emb,
+                weights=weights,
                 biases=bias,
                 labels=tf.cast(safe[:, None], tf.int64),
-                inputs=q,
+                inputs=inputs,
                 num_sampled=min(self.params.num_sampled, self.catalog.num_items - 1),
                 num_classes=self.catalog.num_items,
                 remove_accidental_hits=True,
@@ -92,7 +126,7 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
             )
             logits = None
         else:
-            logits = tf.matmul(q, emb, transpose_b=True) + bias
+            logits = tf.matmul(q, emb, transpose_b=True) + bias + self._repeat_logits(features)
             if self.params.mask_history:
                 logits = self._mask_history(logits, features["history"], safe)
             per_ex = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=logits)
@@ -125,7 +159,11 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         self.loss_tracker.update_state(
             tf.reduce_sum(per_ex) / tf.maximum(tf.reduce_sum(valid), 1.0), tf.reduce_sum(valid)
         )
-        return {"loss": self.loss_tracker.result()}
+        logs = {"loss": self.loss_tracker.result()}
+        if self.repeat is not None:
+            # The learned weight on "already had it": negative where nobody repeats.
+            logs["repeat_beta"] = tf.identity(self.repeat.beta)
+        return logs
 
     def test_step(self, data: Any) -> dict[str, Any]:
         features = self.prepare(data)
@@ -133,10 +171,12 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         self.loss_tracker.update_state(
             tf.reduce_sum(per_ex) / tf.maximum(tf.reduce_sum(valid), 1.0), tf.reduce_sum(valid)
         )
-        hit = tf.cast(tf.math.in_top_k(labels, logits, k=min(10, self.catalog.num_items)), tf.float32) * valid
-        self.hr10.update_state(tf.reduce_sum(hit) / tf.maximum(tf.reduce_sum(valid), 1.0), tf.reduce_sum(valid))
-        return {"loss": self.loss_tracker.result(), "hr_at_10": self.hr10.result()}
+        hit, ndcg = ranking_metrics(logit_ranks(logits, labels), valid)
+        count = tf.reduce_sum(valid)
+        self.hr10.update_state(tf.reduce_sum(hit) / tf.maximum(count, 1.0), count)
+        self.ndcg10.update_state(tf.reduce_sum(ndcg) / tf.maximum(count, 1.0), count)
+        return {"loss": self.loss_tracker.result(), "hr_at_10": self.hr10.result(), "ndcg_at_10": self.ndcg10.result()}
 
     @property
     def metrics(self) -> list[Any]:
-        return [self.loss_tracker, self.hr10]
+        return [self.loss_tracker, self.hr10, self.ndcg10]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sparktf.models.base import ModelParams, RecommenderMixin, catalogue_hits
+from sparktf.models.base import ModelParams, RecommenderMixin, catalogue_ranks, ranking_metrics
 from sparktf.models.catalog import Catalog
 from sparktf.models.layers import ITEM_OFFSET, HistoryEncoder, item_lookup, keras, string_lookup, tf
 
@@ -106,6 +106,7 @@ class TwoTowerRecommender(RecommenderMixin, keras.Model):
         self._sampling_prob = tf.constant(np.concatenate([[prob.min(), prob.min()], prob]).astype(np.float32))
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hr10 = keras.metrics.Mean(name="hr_at_10")
+        self.ndcg10 = keras.metrics.Mean(name="ndcg_at_10")
 
     def query_vectors(self, features: dict[str, Any], training: bool = False) -> Any:
         q = self.query_tower(features, training=training)
@@ -161,13 +162,16 @@ class TwoTowerRecommender(RecommenderMixin, keras.Model):
         exclude = None
         if self.params.mask_history:  # rank as evaluation does: the history left out
             exclude = tf.cast(self.query_tower.history_lookup(features["history"]), tf.int32) - ITEM_OFFSET
-        hits = catalogue_hits(self.query_vectors(features), self.item_vectors(), target, exclude=exclude)
-        self.hr10.update_state(tf.reduce_mean(hits), tf.cast(tf.size(hits), tf.float32))
-        return {"loss": self.loss_tracker.result(), "hr_at_10": self.hr10.result()}
+        ranks = catalogue_ranks(self.query_vectors(features), self.item_vectors(), target, exclude=exclude)
+        hits, ndcg = ranking_metrics(ranks, tf.cast(target >= 0, tf.float32))
+        n = tf.cast(tf.size(hits), tf.float32)
+        self.hr10.update_state(tf.reduce_mean(hits), n)
+        self.ndcg10.update_state(tf.reduce_mean(ndcg), n)
+        return {"loss": self.loss_tracker.result(), "hr_at_10": self.hr10.result(), "ndcg_at_10": self.ndcg10.result()}
 
     @property
     def metrics(self) -> list[Any]:
-        return [self.loss_tracker, self.hr10]
+        return [self.loss_tracker, self.hr10, self.ndcg10]
 
 
 def factorized_top_k(model: RecommenderMixin, dataset: Any, ks: tuple[int, ...] = (10, 50, 100)) -> dict[str, float]:

@@ -31,6 +31,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import Response
 
+from sparktf.evaluation.protocols import PROTOCOLS
 from sparktf.serving import tfserving as tfs
 from sparktf.serving.error_handlers import json_response
 from sparktf.serving.openapi import ERRORS
@@ -291,29 +292,40 @@ def _version_document(
 
 
 def quality_metrics(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The overall quality metrics of an evaluated run: ``{"split", "model": {...},
-    "baselines": {name: {...}}}`` with the metric names as the evaluation writes them
-    (``ndcg@10``); None when the run has none. Slices (``<split>/<slicing>/<value>/...``)
-    and the gate's copies (``gate/...``) are left out."""
-    per_split: dict[str, dict[str, float]] = {}
-    baselines: dict[str, dict[str, float]] = {}
+    """The overall quality metrics of an evaluated run: ``{"split", "protocol": "product",
+    "model": {...}, "baselines": {name: {...}}, "literature": {"model", "baselines"}}``
+    with the metric names as the evaluation writes them (``ndcg@10``); None when the
+    run has none. The evaluate stage logs ``<split>/<protocol>/<metric>`` and
+    ``baseline/<name>/<protocol>/<metric>`` (evaluation/protocols.py); a run evaluated
+    before there were two protocols has ``<split>/<metric>``, which was the product
+    protocol. Slices and the gate's copies (``gate/...``) are left out."""
+    per_split: dict[tuple[str, str], dict[str, float]] = {}
+    baselines: dict[str, dict[str, dict[str, float]]] = {p: {} for p in PROTOCOLS}
     for key, value in metrics.items():
         number = _number(value)
         if number is None:
             continue
         parts = str(key).split("/")
         if len(parts) == 2 and parts[0] in _SPLITS:
-            per_split.setdefault(parts[0], {})[_display(parts[1])] = number
+            per_split.setdefault((parts[0], "product"), {})[_display(parts[1])] = number
+        elif len(parts) == 3 and parts[0] in _SPLITS and parts[1] in PROTOCOLS:
+            per_split.setdefault((parts[0], parts[1]), {})[_display(parts[2])] = number
         elif len(parts) == 3 and parts[0] == "baseline":
-            baselines.setdefault(parts[1], {})[_display(parts[2])] = number
-    if not per_split and not baselines:
+            baselines["product"].setdefault(parts[1], {})[_display(parts[2])] = number
+        elif len(parts) == 4 and parts[0] == "baseline" and parts[2] in PROTOCOLS:
+            baselines[parts[2]].setdefault(parts[1], {})[_display(parts[3])] = number
+    if not per_split and not any(baselines.values()):
         return None
-    split = next((s for s in _SPLITS if s in per_split), None)
-    return {
-        "split": split,
-        "model": per_split.get(split, {}) if split else {},
-        "baselines": {k: baselines[k] for k in sorted(baselines)},
-    }
+    split = next((s for s in _SPLITS if (s, "product") in per_split or (s, "literature") in per_split), None)
+
+    def part(protocol: str) -> dict[str, Any]:
+        found = baselines[protocol]
+        return {
+            "model": per_split.get((split, protocol), {}) if split else {},
+            "baselines": {k: found[k] for k in sorted(found)},
+        }
+
+    return {"split": split, "protocol": "product", **part("product"), "literature": part("literature")}
 
 
 def _registered_metrics(tags: Mapping[str, str]) -> dict[str, Any] | None:

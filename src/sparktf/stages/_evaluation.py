@@ -2,7 +2,9 @@
 
 Both read the same queries (``evaluation.split``, ``exclude_seen``,
 ``popularity_shares``) and score with the same cut-offs and batch size, so the quality
-table printed after a run and the validation gate measure the same thing.
+table printed after a run and the validation gate measure the same thing. The stage
+reports both protocols (:mod:`sparktf.evaluation.protocols`); the gate checks the one
+``gate.protocol`` names.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class EvalArgs:
     popularity_shares: tuple[float, ...]
     ks: tuple[int, ...]
     batch_size: int
+    gate_protocol: str = "product"
 
 
 def eval_args(cfg: Config) -> EvalArgs:
@@ -43,6 +46,7 @@ def eval_args(cfg: Config) -> EvalArgs:
         popularity_shares=ev.popularity_shares,
         ks=ev.ks,
         batch_size=ev.batch_size,
+        gate_protocol=cfg.gate.protocol,
     )
 
 
@@ -72,14 +76,15 @@ def catalogue_evaluator(spark: SparkSession, args: EvalArgs, *, tracking_uri: st
     """The gate's ``evaluate_fn``: full-catalogue evaluation of a model URI.
 
     The queries are read once; every model URI is downloaded and scored on them with
-    the same protocol. Results are kept per model files, so a model evaluated before
+    the same protocol (``gate.protocol``). Results are kept per model files, so a model evaluated before
     registration is not scored again by the promotion.
     """
+    from sparktf.evaluation.protocols import under
     from sparktf.models.export import load_exported
     from sparktf.registry.gate import as_model_metrics
     from sparktf.registry.load import download_model, export_dir
 
-    eval_set = load_queries(spark, args)
+    eval_set = under(load_queries(spark, args), args.gate_protocol)
     done: dict[str, ModelMetrics] = {}
 
     def evaluate(uri: str) -> ModelMetrics:

