@@ -29,6 +29,8 @@ AREAS: dict[str, tuple[str, int]] = {
     "launcher": ("Distributed training launcher", 5),
     "evaluation": ("Full-catalogue evaluation", 6),
     "training": ("Training throughput and quality", 6),
+    "quality": ("Quality under both protocols, both real data sets", 20),
+    "tune": ("sparktf tune on MovieLens-100K, and its best config rerun", 20),
     "registry": ("Registry and validation gate", 7),
     "index": ("ANN index: ScaNN vs brute force", 8),
     "batch": ("Spark batch inference", 8),

@@ -447,8 +447,8 @@ class TrainConfig(_Section):
         attention_blocks, attention_heads: the ``sasrec`` model's self-attention
             blocks and the heads of each (see models/sasrec.py).
         repeat_buckets: the ``sequential`` and ``sasrec`` models learn a weight on the items
-            the history already holds (models/repeat.py), item ``i`` in bucket ``i mod
-            repeat_buckets``; at least the catalogue size counts exactly. 0 leaves it out.
+            the history already holds (models/repeat.py), counted exactly for the
+            ``repeat_buckets`` most popular items (rarer ones get no such weight). 0 leaves it out.
             It adds as many dimensions to the query and item vectors (and the index).
     """
 
@@ -1175,7 +1175,7 @@ class TuneConfig(_Section):
     trials: int = 12
     parallelism: int = 2
     timeout_s: float = 1080.0
-    epochs: int = 40
+    epochs: int = 20
     pruner_warmup_epochs: int = 5
     seed: int = 42
     output: str = ""

@@ -70,7 +70,7 @@ def _hr_at_10(model: Any, rows: list[tuple[str, list[str], str]]) -> float:
     ("kind", "options"),
     [
         ("sequential", {}),
-        # The repeat term, exact (256 buckets for 200 items) and hashed (64): part of the export's dot product.
+        # The repeat term, for every item (256 buckets, 200 items) and for the 64 most popular: in the export's dot product.
         ("sequential", {"tie_embeddings": True, "mask_history": False, "repeat_buckets": 256}),
         ("two_tower", {}),
         ("two_tower", {"two_tower_user_id": True, "mask_history": False}),
