@@ -74,6 +74,15 @@ def main() -> int:
         f"{test['product']['hr@10']:.4f} / {test['product']['ndcg@10']:.4f} | "
         f"{test['literature']['hr@10']:.4f} / {test['literature']['ndcg@10']:.4f} |",
     ]
+    best = study["trials"][study["best_trial"]]
+    lines += [
+        "",
+        "Best settings: "
+        + ", ".join(
+            f"train.{k} = {v:.4g}" if isinstance(v, float) else f"train.{k} = {v}" for k, v in best["params"].items()
+        )
+        + ".",
+    ]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

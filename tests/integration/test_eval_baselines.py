@@ -121,7 +121,12 @@ def cycle_features(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tupl
 @pytest.fixture(scope="module")
 def cycle_results(spark: Any, cycle_features: tuple[Path, dict[str, list[str]]]) -> dict[str, Any]:
     root, _ = cycle_features
-    cfg = EvalConfig(ks=(1, 3, 10), als_rank=4, als_max_iter=3)
+    cfg = EvalConfig(
+        ks=(1, 3, 10),
+        als_rank=4,
+        als_max_iter=3,
+        baselines=("most_popular", "item_cooccurrence", "als", "repeat_frequent"),
+    )
     return evaluate_baselines(spark, str(root), cfg)
 
 

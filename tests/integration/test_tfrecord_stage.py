@@ -18,7 +18,8 @@ pytestmark = pytest.mark.spark
 
 EXAMPLES_DDL = (
     "user_id string, history array<string>, history_len int, target string, target_category string, "
-    "target_brand string, target_price_bucket int, event_time timestamp, user_activity string, split string"
+    "target_brand string, target_price_bucket int, window_end boolean, event_time timestamp, user_activity string, "
+    "split string"
 )
 
 
@@ -26,7 +27,19 @@ def _examples(spark: Any, workdir: Path, splits: list[str]) -> Any:
     from datetime import datetime
 
     rows = [
-        (f"u{i}", [f"i{j}" for j in range(i % 4)], i % 4, f"i{i}", "c", None, i % 3, datetime(2026, 1, 1), "low", split)
+        (
+            f"u{i}",
+            [f"i{j}" for j in range(i % 4)],
+            i % 4,
+            f"i{i}",
+            "c",
+            None,
+            i % 3,
+            i % 2 == 0,
+            datetime(2026, 1, 1),
+            "low",
+            split,
+        )
         for i, split in enumerate(splits)
     ]
     df = spark.createDataFrame(rows, EXAMPLES_DDL)

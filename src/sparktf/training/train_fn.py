@@ -95,7 +95,8 @@ def read_examples(
         path,
         schema,
         batch_size=max(batch_size, 1024),
-        columns=list(MODEL_COLUMNS),
+        # window_end only where it is used: TFRecords written before it existed still train the others.
+        columns=[c for c in MODEL_COLUMNS if windows_only or c != "window_end"],
         shuffle_files=shuffle,
         seed=seed,
         auto_shard_policy="DATA",
