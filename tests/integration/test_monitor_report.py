@@ -37,7 +37,8 @@ CATEGORY = {item: f"c{i % 4}" for i, item in enumerate(ITEMS)}
 TYPES = ("view", "click", "add_to_cart", "purchase")
 FEATURES = FeatureConfig(max_history=5)
 THRESHOLDS = Thresholds(min_requests=100)
-#: The first report hour: two hours ago, on the hour (the CLI's window ends now).
+#: The first report hour: two hours ago, on the hour. The CLI's window ends when it runs, up to an
+#: hour and more of suite time later, so its test asks for 4 hours: all of [T0, T0 + 2 h) is inside.
 T0 = (int(time.time()) // 3600 - 2) * 3600
 UTC = dt.UTC
 
@@ -160,7 +161,7 @@ def _world() -> World:
                     if k % 16 == 0:
                         w.act(rid, version, unit, t, "purchase")
     # Outside the window, and an action on no known reply: neither counts.
-    w.live.append({**w.live[0], "event_time": _at(T0 - 7200), "request_id": "old", "event_id": "old-1"})
+    w.live.append({**w.live[0], "event_time": _at(T0 - 5 * 3600), "request_id": "old", "event_id": "old-1"})
     w.live.append({**w.live[-2], "event_type": "click", "request_id": "nobody", "event_id": "orphan"})
     # Skew: ua's batch history i1 i2 i3 plus a live view of i8 is what the server used; ub's
     # server missed i5, i6 and had an i9 the events never saw (i7 comes after the reply).
@@ -355,7 +356,7 @@ def test_the_cli_writes_and_logs_the_report(built: dict[str, Any], capsys: pytes
     work = built["work"]
     # The skew's wiring is one read_events call; its numbers are checked above (and it is the slowest part).
     sets = ["--set", "monitoring.skew_sample=0", "--set", "monitoring.min_requests=100"]
-    sets += ["--set", "monitoring.report_hours=3", "--set", "features.max_history=5", "--set", "serve.port=9"]
+    sets += ["--set", "monitoring.report_hours=4", "--set", "features.max_history=5", "--set", "serve.port=9"]
     assert main(["monitor", "report", "--workdir", str(work), "--master", "local[2]", *sets]) == 0
     out = capsys.readouterr().out
     assert "2: 300 replies" in out and "drift alert (" in out and "skew: not measured" in out, out
