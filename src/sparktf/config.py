@@ -412,14 +412,23 @@ class FeatureConfig(_Section):
 
 @dataclass(frozen=True)
 class TFRecordConfig(_Section):
-    """How training sets are written as TFRecords."""
+    """How training sets are written as TFRecords.
+
+    Attributes:
+        codec: ``none`` or ``gzip`` (TensorFlow reads both).
+        compression_level: gzip's zlib level, 0 (stored) to 9 (smallest, slowest); 6 is
+            zlib's and TensorFlow's default.
+        files_per_split: files per split (0: one per Spark partition).
+    """
 
     _section: typing.ClassVar[str] = "tfrecord"
 
     codec: Literal["none", "gzip"] = "none"
+    compression_level: int = 6
     files_per_split: int = 0
 
     def _validate(self) -> None:
+        self._require("compression_level", 0 <= self.compression_level <= 9, "0 (stored) to 9 (smallest)")
         self._require("files_per_split", self.files_per_split >= 0, "0 (one per Spark partition) or more")
 
 

@@ -147,6 +147,28 @@ def test_gzip_partition_by_append_and_partition_discovery(spark: Any, tmp_path: 
     assert read_tfrecord(spark, str(tmp_path / "days")).schema["day"].dataType.simpleString() == "int"
 
 
+def test_gzip_writes_at_zlibs_default_level_unless_told(spark: Any, tmp_path: Path) -> None:
+    """Level 6 (zlib's and TensorFlow's default) unless ``compressionLevel`` says otherwise:
+    gzip's XFL header byte is 2 at level 9, 4 at level 1 and 0 between."""
+    df = spark.createDataFrame([(f"user-{i % 50}", i) for i in range(4000)], "user string, n bigint").coalesce(1)
+    sizes, xfl = {}, {}
+    for level in (None, 1, 9):
+        out = tmp_path / f"level-{level}"
+        writer = df.write.format("tfrecord").option("codec", "gzip").mode("overwrite")
+        if level is not None:
+            writer = writer.option("compressionLevel", str(level))
+        writer.save(str(out))
+        (part,) = [out / f for f in _files(out) if "part-" in f]
+        sizes[level], xfl[level] = part.stat().st_size, part.read_bytes()[8]
+        assert sorted(read_tfrecord(spark, str(out)).collect()) == sorted((r.n, r.user) for r in df.collect())
+    assert xfl == {None: 0, 1: 4, 9: 2}
+    assert sizes[1] > sizes[None] >= sizes[9]
+    with pytest.raises(Exception, match="compressionLevel = 10"):
+        df.write.format("tfrecord").option("codec", "gzip").option("compressionLevel", "10").mode("overwrite").save(
+            str(tmp_path / "x")
+        )
+
+
 def test_unsupported_type_fails_before_any_file_is_written(spark: Any, tmp_path: Path) -> None:
     df = spark.sql("SELECT 1 AS id, current_timestamp() AS ts")
     target = tmp_path / "never"

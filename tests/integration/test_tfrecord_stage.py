@@ -50,7 +50,14 @@ def _examples(spark: Any, workdir: Path, splits: list[str]) -> Any:
 def test_stage_writes_each_split_and_the_schema(spark: Any, workdir: Path) -> None:
     splits = ["train"] * 5 + ["validation"] * 2 + ["test"] * 2
     source = _examples(spark, workdir, splits)
-    cfg = load_config(overrides=[f'workdir="{workdir}"', "tfrecord.codec=gzip", "tfrecord.files_per_split=2"])
+    cfg = load_config(
+        overrides=[
+            f'workdir="{workdir}"',
+            "tfrecord.codec=gzip",
+            "tfrecord.compression_level=1",
+            "tfrecord.files_per_split=2",
+        ]
+    )
     stage = get_stage("tfrecords")
     assert stage.run is tfrecords.run
     out = stage.run(cfg)
@@ -60,6 +67,8 @@ def test_stage_writes_each_split_and_the_schema(spark: Any, workdir: Path) -> No
     for split in ("train", "validation", "test"):
         assert (tfr / split / "_SUCCESS").exists()
         assert all(p.name.endswith(".tfrecord.gz") for p in (tfr / split).glob("part-*"))
+        # gzip's XFL header byte says how hard zlib worked: 4 is "fastest" (level 1).
+        assert {p.read_bytes()[8] for p in (tfr / split).glob("part-*")} == {4}
     schema = json.loads((tfr / "schema.json").read_text())
     names = [f["name"] for f in schema["fields"]]
     assert "split" not in names and "event_time" not in names and "history" in names

@@ -117,6 +117,7 @@ READS: dict[str, Reach] = {
     ),
     # [tfrecord]
     "tfrecord.codec": Reach("tfrecords", lambda c: tfrecords_args(c).codec),
+    "tfrecord.compression_level": Reach("tfrecords", lambda c: tfrecords_args(c).compression_level),
     "tfrecord.files_per_split": Reach("tfrecords", lambda c: tfrecords_args(c).files_per_split),
     # [train]: the launcher
     "train.num_workers": Reach("train (SparkRunner.run)", lambda c: launch_args(c).num_workers),

@@ -111,6 +111,27 @@ def test_inference_rules_and_widening() -> None:
     assert merge_types(ArrayType(FloatType()), NullType()) == ArrayType(FloatType())
 
 
+def test_a_feature_never_seen_with_a_value_is_a_list_of_its_kind_never_void() -> None:
+    observations = [
+        ("empty_f", KIND_FLOAT, 1, 0),  # an empty FloatList in every record
+        ("nokind", 0, 1, 0),  # a Feature with no kind set
+        ("mixed", 0, 1, 0),
+        ("mixed", KIND_INT64, 1, 0),  # no kind in one record, an empty Int64List in another
+        ("empty_list", 0, 2, 0),  # a SequenceExample feature list with no steps
+        ("sometimes", KIND_BYTES, 1, 0),
+        ("sometimes", KIND_BYTES, 1, 1),  # a value in some record: inferred as usual
+    ]
+    types = {f.name: f.dataType for f in schema_from_observations(observations).fields}
+    assert types == {
+        "empty_f": ArrayType(FloatType()),
+        "nokind": ArrayType(StringType()),
+        "mixed": ArrayType(LongType()),
+        "empty_list": ArrayType(ArrayType(StringType())),
+        "sometimes": StringType(),
+    }
+    assert all(f.nullable for f in schema_from_observations(observations).fields)
+
+
 def test_schema_from_observations_merges_and_appends_partitions() -> None:
     schema = schema_from_observations(
         [("a", KIND_INT64, 1, 1), ("b", KIND_BYTES, 1, 0), ("a", KIND_INT64, 1, 2), ("b", KIND_BYTES, 1, 1)],

@@ -27,6 +27,7 @@ class TFRecordsArgs:
     examples_path: str
     out_path: str
     codec: str
+    compression_level: int
     files_per_split: int
 
 
@@ -35,6 +36,7 @@ def tfrecords_args(cfg: Config) -> TFRecordsArgs:
         examples_path=FeaturePaths(cfg.paths.features).examples,
         out_path=cfg.paths.tfrecords,
         codec=cfg.tfrecord.codec,
+        compression_level=cfg.tfrecord.compression_level,
         files_per_split=cfg.tfrecord.files_per_split,
     )
 
@@ -84,7 +86,9 @@ def run(cfg: Config) -> TFRecordsResult:
         if args.files_per_split:
             part = part.repartition(args.files_per_split)
         target = f"{args.out_path}/{split}"
-        write_tfrecord(part, target, codec=args.codec, mode="overwrite")
+        write_tfrecord(
+            part, target, codec=args.codec, compression_level=args.compression_level, mode="overwrite"
+        )
         found, _ = tfr_files.list_files(target)
         file_counts[split] = len(found)
     schema_path = f"{args.out_path}/schema.json"

@@ -32,6 +32,7 @@ def write_tfrecord(
     codec: str = "none",
     partition_by: Sequence[str] = (),
     mode: SaveMode = "overwrite",
+    compression_level: int = 6,
 ) -> None:
     """Write ``df`` as TFRecord files under ``path``.
 
@@ -40,6 +41,7 @@ def write_tfrecord(
         path: a directory (local, ``file://``, ``hdfs://``, ``s3a://``, ``gs://``).
         record_type: ``Example``, ``SequenceExample`` or ``ByteArray``.
         codec: ``none`` or ``gzip``.
+        compression_level: gzip's zlib level, 0 to 9 (6: zlib's and TensorFlow's default).
         partition_by: columns to write as ``col=value/`` directories.
         mode: ``overwrite``, ``append``, ``error``/``errorifexists`` (fail if
             ``path`` has files) or ``ignore`` (do nothing if it has).
@@ -59,7 +61,13 @@ def write_tfrecord(
         raise TFRecordError(
             f"Save mode {mode!r} is not supported; expected overwrite, append, error, errorifexists or ignore."
         )
-    options = {"path": path, "recordType": record_type, "codec": codec, "partitionBy": ",".join(partition_by)}
+    options = {
+        "path": path,
+        "recordType": record_type,
+        "codec": codec,
+        "partitionBy": ",".join(partition_by),
+        "compressionLevel": str(compression_level),
+    }
     # Checked here too so that the error is ours, not a Py4J wrapper around it.
     check_writable(df.schema, WriteOptions.parse(options))
     if mode_l in ("error", "errorifexists", "ignore") and _has_data(path, files):

@@ -32,6 +32,7 @@ from sparktf.errors import CorruptRecordError
 __all__ = [
     "HEADER_BYTES",
     "RECORD_OVERHEAD",
+    "GunzipStream",
     "RecordSpans",
     "corrupt",
     "crc32c",
@@ -42,6 +43,7 @@ __all__ = [
     "masked_crc32c",
     "split_records",
     "unmask_crc",
+    "with_gzip_error",
 ]
 
 HEADER_BYTES = 12  # uint64 length + uint32 masked CRC of the length
@@ -163,6 +165,16 @@ class RecordSpans:
 
 
 _BAD_LENGTH = "length CRC mismatch: the length field is corrupt, so the rest of the file cannot be located"
+_NOT_TFRECORD = (
+    "the file does not start with a TFRecord header (length CRC mismatch at its first byte), so it is "
+    "probably not a TFRecord file at all; if it is not (a README, notes, a marker file), move it out of "
+    "the input directory or start its name with '_' or '.', which the readers skip as Spark's file "
+    "sources do"
+)
+
+
+def _length_error(offset: int) -> tuple[int, str]:
+    return offset, _NOT_TFRECORD if offset == 0 else _BAD_LENGTH
 
 
 def _length_ok(buf: bytes, pos: int) -> bool:
@@ -200,7 +212,7 @@ def split_records(buf: bytes, *, file_offset: int = 0, final: bool = True, check
     if pos + HEADER_BYTES <= size and not _length_ok(buf, pos):
         # Checked here, not only in bulk below: a corrupt length usually points past
         # the end, and waiting for more data would read the whole file into memory.
-        error = (file_offset + pos, _BAD_LENGTH)
+        error = _length_error(file_offset + pos)
     elif final and pos < size:
         remaining = size - pos
         error = (
@@ -218,7 +230,7 @@ def split_records(buf: bytes, *, file_offset: int = 0, final: bool = True, check
         bad_len = np.flatnonzero(stored != _length_crcs(lengths))
         if bad_len.size:
             first = int(bad_len[0])
-            error = (file_offset + heads[first], _BAD_LENGTH)
+            error = _length_error(file_offset + heads[first])
             starts, lengths = starts[:first], lengths[:first]
             heads = heads[:first]
             consumed = heads[first - 1] + RECORD_OVERHEAD + int(lengths[first - 1]) if first else 0
@@ -264,6 +276,54 @@ def iter_chunks(stream: Any, path: str, chunk_bytes: int = 16 << 20) -> Iterator
         offset += spans.consumed
 
 
+class GunzipStream:
+    """A gzip file's decompressed bytes that end, rather than raise, where the gzip stream breaks.
+
+    A gzip file cut short (a killed writer, a partial copy) raises ``EOFError`` from
+    Python's ``gzip`` somewhere inside a ``read``, and the bytes decompressed in that call
+    are lost with it. Reading one decompressor step at a time (``read1``) keeps every
+    byte that could be decompressed; the error is kept in :attr:`error` and the stream
+    then ends, so the caller sees the last whole records, learns where the damage
+    starts (:attr:`delivered`, a decompressed byte offset) and applies its read mode.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        import gzip
+
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self.delivered = 0
+        self.error: str | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        import gzip
+        import zlib
+
+        parts: list[bytes] = []
+        want = size if size is not None and size >= 0 else 1 << 62
+        got = 0
+        while got < want and self.error is None:
+            try:
+                piece = self._gz.read1(min(want - got, 1 << 20))
+            except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+                self.error = f"the gzip stream cannot be decompressed past here ({exc})"
+                break
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        self.delivered += got
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._gz.close()
+
+    def __enter__(self) -> GunzipStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def corrupt(path: str, offset: int | None, reason: str) -> CorruptRecordError:
     """The error for a record that cannot be read: the data is corrupt, not the code reading it.
 
@@ -292,5 +352,14 @@ def first_corruption(stream: Any, path: str) -> tuple[int, str] | None:
             first = int(spans.bad_data_crc[0])
             return int(spans.record_offsets[first]), "data CRC mismatch (the record's bytes are corrupt)"
         if spans.error is not None:
-            return spans.error
+            return with_gzip_error(stream, spans.error)
+    broken = getattr(stream, "error", None)
+    if broken is not None:
+        return int(stream.delivered), str(broken)
     return None
+
+
+def with_gzip_error(stream: Any, error: tuple[int, str]) -> tuple[int, str]:
+    """A framing error, saying so when it is the end of a broken gzip stream (:class:`GunzipStream`)."""
+    broken = getattr(stream, "error", None)
+    return (error[0], f"{error[1]}; {broken}") if broken is not None else error

@@ -244,13 +244,26 @@ def merge_types(a: DataType, b: DataType) -> DataType:
 def schema_from_observations(
     observations: Iterable[tuple[str, int, int, int]], partition_types: Mapping[str, DataType] | None = None
 ) -> StructType:
-    """A Spark schema from ``(name, kind, depth, max_count)`` observations, in first-seen order."""
-    from pyspark.sql.types import StructField, StructType
+    """A Spark schema from ``(name, kind, depth, max_count)`` observations, in first-seen order.
+
+    A feature that held no value in any sampled record (an empty list, a feature with no
+    kind set, an empty feature list) has no type to infer; it becomes a nullable list of
+    its kind (``string`` when no record set one), which reads as empty lists or nulls.
+    Spark's ``void`` type would fail the read (Arrow cannot cast the values to null), and
+    sparktf's own writer writes such features for a column that is null in every row.
+    """
+    from pyspark.sql.types import ArrayType, NullType, StringType, StructField, StructType
 
     merged: dict[str, DataType] = {}
+    empty: dict[str, DataType] = {}
     for name, kind, depth, count in observations:
         t = inferred_type(kind, depth, count)
         merged[name] = merge_types(merged[name], t) if name in merged else t
+        leaf = inferred_type(kind, 1, 1)
+        if not isinstance(leaf, NullType) or name not in empty:
+            leaf = StringType() if isinstance(leaf, NullType) else leaf
+            empty[name] = ArrayType(ArrayType(leaf)) if depth == 2 else ArrayType(leaf)
+    merged = {name: empty[name] if isinstance(t, NullType) else t for name, t in merged.items()}
     fields = [StructField(name, t, True) for name, t in merged.items() if name not in (partition_types or {})]
     fields += [StructField(name, t, True) for name, t in (partition_types or {}).items()]
     return StructType(fields)
