@@ -97,3 +97,40 @@ def test_truncated_tail_is_one_corrupt_row_after_the_good_ones(tmp_path: Path) -
     assert [r["id"] for r in rows] == [0, 1, 2, 3, 4, None]
     assert f"byte offset {int(spans.record_offsets[5])}: truncated" in str(rows[-1]["_corrupt_record"])
     assert np.all([r["_corrupt_record"] is None for r in rows[:-1]])
+
+
+def test_bytes_that_are_not_utf8_infer_as_binary_and_read_back_with_inference(tmp_path: Path) -> None:
+    """A BytesList is ``string`` only when every sampled value is valid UTF-8; the project's
+    own binary columns read back with inference, and a ``string`` schema over them is an error."""
+    from pyspark.sql.types import ArrayType, BinaryType
+
+    from sparktf.tfrecord.datasource import infer_schema
+
+    n = 40
+    blobs = [bytes([0xFF, i, 0xC3]) if i % 7 == 3 else f"ok{i}".encode() for i in range(n)]
+    table = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "blob": pa.array(blobs, pa.binary()),
+            "text": pa.array([f"é{i}" for i in range(n)]),  # multi-byte, valid
+            "split_char": pa.array([[b"\xc3", b"\xa9"]] * n, pa.list_(pa.binary())),  # é cut in two values
+            "bin_list": pa.array([[b"a", b"\x80"]] * n, pa.list_(pa.binary())),
+        }
+    )
+    buf, offsets = codec.encode_examples(table, feature_specs(table.schema))
+    path = tmp_path / "part-0.tfrecord"
+    path.write_bytes(fmt.frame(buf, offsets).to_pybytes())
+    schema = infer_schema(ReadOptions(path=str(tmp_path)))
+    assert {f.name: f.dataType for f in schema.fields} == {
+        "id": LongType(),
+        "blob": BinaryType(),
+        "text": StringType(),
+        "split_char": ArrayType(BinaryType()),
+        "bin_list": ArrayType(BinaryType()),
+    }
+    rows = _read(path, "FAILFAST", schema)
+    assert [r["blob"] for r in rows] == blobs and rows[5]["text"] == "é5"
+    assert rows[0]["split_char"] == [b"\xc3", b"\xa9"] and rows[0]["bin_list"] == [b"a", b"\x80"]
+    # Asked for text, the bytes that are not text are an error naming the column.
+    with pytest.raises(Exception, match="blob"):
+        _read(path, "FAILFAST", StructType([StructField("blob", StringType())]))

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparktf.tfrecord.encode import encode_examples
-from sparktf.tfrecord.schema import KIND_BYTES, KIND_FLOAT, KIND_INT64, KIND_NAMES, FeatureSpec
+from sparktf.tfrecord.schema import KIND_BINARY, KIND_BYTES, KIND_FLOAT, KIND_INT64, KIND_NAMES, FeatureSpec
 from sparktf.tfrecord.wire import (
     LOW_BYTES,
     gather,
@@ -562,6 +562,26 @@ def _feature_list_column(
 # --------------------------------------------------------------------------- inference
 
 
+def _utf8_valid(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per value, whether its bytes are valid UTF-8 (inference only: a sample of records)."""
+    raw = data.tobytes() if hasattr(data, "tobytes") else bytes(data)
+    try:  # the common case, all text: one pass over the concatenation, each value whole
+        joined = b"".join(raw[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
+        joined.decode("utf-8")
+        lead = np.frombuffer(raw, np.uint8)[starts[ends > starts]] if starts.size else np.zeros(0, np.uint8)
+        if not np.any((lead & 0xC0) == 0x80):  # no value starts inside another's character
+            return np.ones(starts.size, dtype=bool)
+    except UnicodeDecodeError:
+        pass
+    ok = np.ones(starts.size, dtype=bool)
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        try:
+            raw[a:b].decode("utf-8")
+        except UnicodeDecodeError:
+            ok[i] = False
+    return ok
+
+
 def observe_features(
     buf: bytes | np.ndarray, starts: np.ndarray, ends: np.ndarray, record_type: str = "Example"
 ) -> list[tuple[str, int, int, int]]:
@@ -569,7 +589,8 @@ def observe_features(
 
     Returns:
         ``(name, kind, depth, max_count)`` per distinct ``(name, kind, depth)``,
-        in first-seen order; ``depth`` is 2 for SequenceExample feature lists.
+        in first-seen order; ``depth`` is 2 for SequenceExample feature lists. A
+        BytesList with a value that is not valid UTF-8 is observed as ``KIND_BINARY``.
         Malformed records are skipped (reading reports them).
     """
     data = padded(buf)
@@ -583,7 +604,8 @@ def observe_features(
         rec, ks, ke, vs, ve, _ = _entries(data, sel.start, sel.end, sel.owner, problems, "map")
         if number == 1:
             vals = _decode_features(data, vs, ve)
-            kinds, counts = vals.kind, vals.count
+            kinds, counts = vals.kind.copy(), vals.count
+            entry_of_feature = np.arange(vs.size)
             depth = 1
         else:
             fo, fs, fe, _ = repeated_fields(data, vs, ve, 1)
@@ -593,7 +615,14 @@ def observe_features(
             if fo.size:
                 np.maximum.at(kinds, fo, vals.kind)
                 np.maximum.at(counts, fo, vals.count)
+            entry_of_feature = fo
             depth = 2
+        owner = vals.kind_owner.get(KIND_BYTES)
+        if owner is not None and owner.size:
+            entries = entry_of_feature[owner]
+            for e in np.unique(entries[~_utf8_valid(data, vals.bytes_start, vals.bytes_end)]).tolist():
+                if kinds[e] == KIND_BYTES:
+                    kinds[e] = KIND_BINARY
         keys = [data[a:b].tobytes() for a, b in zip(ks.tolist(), ke.tolist(), strict=True)]
         for key, k, c, r in zip(keys, kinds.tolist(), counts.tolist(), rec.tolist(), strict=True):
             if problems.bad[r]:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORRUPT_RECORD_COLUMN",
+    "KIND_BINARY",
     "KIND_BYTES",
     "KIND_FLOAT",
     "KIND_INT64",
@@ -48,6 +49,9 @@ __all__ = [
 KIND_BYTES = 1
 KIND_FLOAT = 2
 KIND_INT64 = 3
+#: Not a field number: what inference observes for a BytesList whose sampled values are
+#: not all valid UTF-8 (it is inferred as ``binary``, not ``string``).
+KIND_BINARY = 4
 KIND_NAMES = {0: "a Feature with no kind", KIND_BYTES: "BytesList", KIND_FLOAT: "FloatList", KIND_INT64: "Int64List"}
 RECORD_TYPES = ("Example", "SequenceExample", "ByteArray")
 CORRUPT_RECORD_COLUMN = "_corrupt_record"
@@ -203,9 +207,9 @@ def spark_feature_specs(schema: StructType, record_type: str = "Example") -> tup
 
 
 def _precedence() -> list[DataType]:
-    from pyspark.sql.types import ArrayType, FloatType, LongType, StringType
+    from pyspark.sql.types import ArrayType, BinaryType, FloatType, LongType, StringType
 
-    scalars: list[DataType] = [LongType(), FloatType(), StringType()]
+    scalars: list[DataType] = [LongType(), FloatType(), StringType(), BinaryType()]
     return scalars + [ArrayType(t) for t in scalars] + [ArrayType(ArrayType(t)) for t in scalars]
 
 
@@ -213,13 +217,16 @@ def inferred_type(kind: int, depth: int, max_count: int) -> DataType:
     """The Spark type of one observation of a feature, by spark-tfrecord's rules.
 
     Args:
-        kind: the feature's kind (0 when no kind is set).
+        kind: the feature's kind (0 when no kind is set; ``KIND_BINARY`` for a BytesList
+            whose values are not all valid UTF-8).
         depth: 1 for a Feature, 2 for a FeatureList.
         max_count: the most values a list held (for a FeatureList: in any of its features).
     """
-    from pyspark.sql.types import ArrayType, FloatType, LongType, NullType, StringType
+    from pyspark.sql.types import ArrayType, BinaryType, FloatType, LongType, NullType, StringType
 
-    leaf = {KIND_INT64: LongType(), KIND_FLOAT: FloatType(), KIND_BYTES: StringType()}.get(kind)
+    leaf = {KIND_INT64: LongType(), KIND_FLOAT: FloatType(), KIND_BYTES: StringType(), KIND_BINARY: BinaryType()}.get(
+        kind
+    )
     if leaf is None:
         return NullType()
     if depth == 2:
