@@ -9,6 +9,10 @@ PYTEST_ARGS ?=
 # Test files run on this many processes (0: one process); a file stays on one process, so
 # its module fixtures are built once. Why 3 on 2 cores: see pyproject.toml's test extras.
 TEST_WORKERS ?= 3
+# Files go out in collection order (tests/conftest.py puts the longest first); xdist's
+# default reorder sends files with the most tests first, and one-test files that run for
+# minutes (the cluster pipeline) last.
+XDIST   := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 WORKDIR ?= sparktf-work
 PORT    ?= 8501
 UI_PORT ?= 5000
@@ -31,13 +35,13 @@ ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(WORKDIR))/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 test: $(STAMP) java
-	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests $(XDIST) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(STAMP) java
-	$(BIN)/python -m pytest tests/integration -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

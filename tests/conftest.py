@@ -33,8 +33,8 @@ def _has_gpu() -> bool:
 
 #: The longest test files, longest first (``--durations`` of a serial clean-clone run,
 #: 2026-12-07: 365 s, 238 s, 237 s, ...). `make test` hands whole files to 3 processes in
-#: collection order (``--dist loadfile``); started last, these made a 9-minute tail with
-#: one process busy. Order only: a stale entry costs time, never a result.
+#: collection order (``--dist loadfile --no-loadscope-reorder``); started last, these made
+#: a 9-minute tail with one process busy. Order only: a stale entry costs time, never a result.
 LONGEST_FILES = (
     "test_examples.py",
     "test_stream.py",
