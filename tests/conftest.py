@@ -20,6 +20,14 @@ import sparktf  # noqa: F401  - sets TF_USE_LEGACY_KERAS before any test imports
 
 pytest_plugins = ["tests.redis_support"]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs 3 test processes on 2 cores, each starting TensorFlow processes of
+    # its own; one intra-op thread each (inherited by every subprocess) keeps them from
+    # spinning against one another. Inter-op threads stay TensorFlow's choice: collective
+    # ops need more than one.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def _has_gpu() -> bool:
     smi = shutil.which("nvidia-smi")
