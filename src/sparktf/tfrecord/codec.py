@@ -564,7 +564,7 @@ def _feature_list_column(
 
 def _utf8_valid(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Per value, whether its bytes are valid UTF-8 (inference only: a sample of records)."""
-    raw = data.tobytes() if hasattr(data, "tobytes") else bytes(data)
+    raw = data.tobytes()
     try:  # the common case, all text: one pass over the concatenation, each value whole
         joined = b"".join(raw[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
         joined.decode("utf-8")

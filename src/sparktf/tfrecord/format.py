@@ -304,7 +304,7 @@ class GunzipStream:
         while got < want and self.error is None:
             try:
                 piece = self._gz.read1(min(want - got, 1 << 20))
-            except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as exc:
+            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not OSError: an I/O failure is no damage
                 self.error = f"the gzip stream cannot be decompressed past here ({exc})"
                 break
             if not piece:
