@@ -86,9 +86,7 @@ def run(cfg: Config) -> TFRecordsResult:
         if args.files_per_split:
             part = part.repartition(args.files_per_split)
         target = f"{args.out_path}/{split}"
-        write_tfrecord(
-            part, target, codec=args.codec, compression_level=args.compression_level, mode="overwrite"
-        )
+        write_tfrecord(part, target, codec=args.codec, compression_level=args.compression_level, mode="overwrite")
         found, _ = tfr_files.list_files(target)
         file_counts[split] = len(found)
     schema_path = f"{args.out_path}/schema.json"
