@@ -102,14 +102,23 @@ def main() -> None:
             duration = "12" if args.smoke_test else "180"
             subprocess.run(sparktf(["simulate", *w, "--duration", duration, "--rate", "20"], sets), check=True)
 
-            # Let the stream apply the last events: its applied count stops moving.
-            last, still = -1, 0
-            while still < 3:
-                time.sleep(2)
+            # Wait until the stream has applied every event the server accepted. (Waiting for its
+            # count to stop moving is not enough: on a busy machine the first micro-batch can take
+            # longer than any fixed pause, and the report then finds no event table.)
+            saved = sorted((work / "experiments" / "seq-vs-popular").glob("simulate-*.json"))[-1]
+            accepted = int(json.loads(saved.read_text())["events_accepted"])
+            deadline, n = time.monotonic() + 300, -1
+            while n < accepted:
                 st = json.loads(status.read_text())
                 n = int(st.get("events", 0)) + int(st.get("quarantined", 0))
-                still, last = (still + 1 if n == last else 0), n
-            print(f"the stream has applied {last} events", flush=True)
+                if n >= accepted:
+                    break
+                if live.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"the stream applied {n} of the {accepted} accepted events; see {work / 'live.out'}"
+                    )
+                time.sleep(1)
+            print(f"the stream has applied {n} events (the server accepted {accepted})", flush=True)
             subprocess.run(sparktf(["experiment", "report", *w], sets), check=True)
             monitoring = httpx.get(f"http://127.0.0.1:{port}/v1/monitoring", timeout=30).json()
             for v in monitoring["versions"]:
