@@ -28,8 +28,8 @@ def _write(path: Path, n: int = 6, *, gz: bool = False) -> fmt.RecordSpans:
     return fmt.split_records(data)
 
 
-def _read(path: Path, mode: str, schema: StructType = SCHEMA) -> list[dict[str, object]]:
-    opts = ReadOptions(path=str(path), mode=mode, batch_size=4)
+def _read(path: Path, mode: str, schema: StructType = SCHEMA, decoder: str = "compiled") -> list[dict[str, object]]:
+    opts = ReadOptions(path=str(path), mode=mode, batch_size=4, decoder=decoder)
     plan = _plan(schema, opts, [])
     rows: list[dict[str, object]] = []
     for batch in read_file(str(path), plan, opts, {}):
@@ -134,3 +134,18 @@ def test_bytes_that_are_not_utf8_infer_as_binary_and_read_back_with_inference(tm
     # Asked for text, the bytes that are not text are an error naming the column.
     with pytest.raises(Exception, match="blob"):
         _read(path, "FAILFAST", StructType([StructField("blob", StringType())]))
+
+
+def test_the_decoder_option_picks_the_decoder_and_both_read_the_same(tmp_path: Path) -> None:
+    from sparktf.errors import TFRecordError
+
+    assert ReadOptions.parse({"path": "p", "decoder": "NumPy"}).decoder == "numpy"
+    assert ReadOptions.parse({"path": "p"}).decoder == "compiled"
+    with pytest.raises(TFRecordError, match="decoder = 'numba'.*compiled, numpy"):
+        ReadOptions.parse({"path": "p", "decoder": "numba"})
+    path = tmp_path / "both.tfrecord"
+    _corrupt(path)
+    schema = StructType([*SCHEMA.fields, StructField("_corrupt_record", StringType())])
+    compiled_rows = _read(path, "PERMISSIVE", schema, decoder="compiled")
+    assert compiled_rows == _read(path, "PERMISSIVE", schema, decoder="numpy")
+    assert [r["id"] for r in compiled_rows] == [0, None, 2, 3, None, 5]

@@ -316,12 +316,20 @@ class _ColumnBuilder:
     def _flag(self, records: np.ndarray, what: str) -> None:
         self.problems.flag(records, f"feature {self.spec.name!r} {what}")
 
+    def _flag_each(self, records: np.ndarray, values: np.ndarray, what: Callable[[Any], str]) -> None:
+        """Flag ``records``, each with the first of its own ``values`` in the reason (not the batch's)."""
+        first: dict[int, Any] = {}
+        for r, v in zip(records.tolist(), values.tolist(), strict=True):
+            first.setdefault(r, v)
+        name = self.spec.name
+        self.problems.flag(records, lambda r: f"feature {name!r} {what(first[r])}")
+
     def leaf_values(
         self,
         vals: _FeatureValues,
         features: np.ndarray,
         owner_rec: np.ndarray,
-        value_idx: dict[int, np.ndarray] | None = None,
+        value_idx: dict[int, Any] | None = None,
     ) -> tuple[pa.Array, np.ndarray]:
         """Values of ``features`` (indices into ``vals``) as one flat Arrow array of the leaf type,
         and the per-feature counts. Kind mismatches are flagged on ``owner_rec``.
@@ -333,25 +341,30 @@ class _ColumnBuilder:
         count = vals.count[features]
         mismatch = (kind != spec.kind) & (kind != 0) & (count > 0)
         if mismatch.any():
-            first = int(np.flatnonzero(mismatch)[0])
-            self._flag(
-                owner_rec[mismatch], f"is {KIND_NAMES[int(kind[first])]} but the column needs {KIND_NAMES[spec.kind]}"
+            self._flag_each(
+                owner_rec[mismatch],
+                kind[mismatch],
+                lambda k: f"is {KIND_NAMES[k]} but the column needs {KIND_NAMES[spec.kind]}",
             )
             count = np.where(mismatch, 0, count)
         leaf = _leaf_type(spec)
         # A mismatched feature's values sit in another kind's arrays, so selecting by
         # kind leaves them out; features are numbered in record order, so is the result.
         idx: Any = slice(None) if value_idx is None else value_idx.get(spec.kind, np.zeros(0, np.int64))
+
+        def value_rec() -> np.ndarray:  # each value's record: only an error needs it
+            return np.repeat(owner_rec, count)
+
         if spec.kind == KIND_BYTES:
             arr = gather_binary(self.buf, vals.bytes_start[idx], vals.bytes_end[idx])
             if pa.types.is_string(leaf) or pa.types.is_large_string(leaf):
-                arr = self._to_string(arr, np.repeat(owner_rec, count))
+                arr = self._to_string(arr, value_rec)
             return arr.cast(leaf), count
         if spec.kind == KIND_FLOAT:
             return self._cast_floats(vals.floats[idx], leaf), count
-        return self._cast_ints(vals.ints[idx], leaf, np.repeat(owner_rec, count)), count
+        return self._cast_ints(vals.ints[idx], leaf, value_rec), count
 
-    def _to_string(self, arr: pa.Array, value_rec: np.ndarray) -> pa.Array:
+    def _to_string(self, arr: pa.Array, value_rec: Callable[[], np.ndarray]) -> pa.Array:
         try:
             return arr.cast(pa.large_string())
         except pa.ArrowInvalid:
@@ -362,7 +375,7 @@ class _ColumnBuilder:
                 v.decode("utf-8")
             except UnicodeDecodeError:
                 ok[i] = False
-        self._flag(value_rec[~ok], "holds bytes that are not UTF-8 but the column is a string")
+        self._flag(value_rec()[~ok], "holds bytes that are not UTF-8 but the column is a string")
         fixed = pa.array([v if good else b"" for v, good in zip(arr.to_pylist(), ok, strict=True)], pa.large_binary())
         return fixed.cast(pa.large_string())
 
@@ -372,7 +385,7 @@ class _ColumnBuilder:
             return arr.cast(pa.float64()).cast(leaf, safe=False)
         return arr.cast(leaf)
 
-    def _cast_ints(self, ints: np.ndarray, leaf: pa.DataType, value_rec: np.ndarray) -> pa.Array:
+    def _cast_ints(self, ints: np.ndarray, leaf: pa.DataType, value_rec: Callable[[], np.ndarray]) -> pa.Array:
         if pa.types.is_boolean(leaf):
             lo, hi = 0, 1
         elif pa.types.is_integer(leaf):
@@ -382,7 +395,9 @@ class _ColumnBuilder:
             lo, hi = -(1 << 63), (1 << 63) - 1
         out_of_range = (ints < lo) | (ints > hi)
         if out_of_range.any():
-            self._flag(value_rec[out_of_range], f"holds {int(ints[out_of_range][0])}, outside the range of {leaf}")
+            self._flag_each(
+                value_rec()[out_of_range], ints[out_of_range], lambda v: f"holds {v}, outside the range of {leaf}"
+            )
             ints = np.where(out_of_range, 0, ints)
         if pa.types.is_boolean(leaf):
             return pa.array(ints.astype(bool), pa.bool_())
@@ -463,7 +478,8 @@ def decode_examples(
             problems.flag(rec[np.flatnonzero(vals.bad)], "malformed protobuf in a Feature")
             per_column = vals.by_column(col, len(group))
             for c, spec in enumerate(group):
-                columns[spec.name] = _feature_column(data, spec, n, rec, col == c, vals, problems, per_column[c])
+                features = np.flatnonzero(col == c)
+                columns[spec.name] = _feature_column(data, spec, n, rec, features, vals, problems, per_column[c])
         else:
             for c, spec in enumerate(group):
                 columns[spec.name] = _feature_list_column(
@@ -477,21 +493,26 @@ def _feature_column(
     spec: FeatureSpec,
     n: int,
     rec: np.ndarray,
-    mine: np.ndarray,
+    features: np.ndarray,
     vals: _FeatureValues,
     problems: _Problems,
-    value_idx: dict[int, np.ndarray],
+    value_idx: dict[int, Any],
 ) -> pa.Array:
-    features = np.flatnonzero(mine)
+    """One column from its ``features`` (indices into ``vals``, in record order) and, per kind, the
+    indices or slice of its values in ``vals``' value arrays."""
     owner_rec = rec[features]
     builder = _ColumnBuilder(buf, spec, problems)
     values, count = builder.leaf_values(vals, features, owner_rec, value_idx)
     if spec.depth == 0 and not spec.vector:
         multi = count > 1
         if multi.any():
-            builder._flag(
-                owner_rec[multi], f"has {int(count[multi][0])} values but the column is a scalar ({spec.arrow_type})"
+            builder._flag_each(
+                owner_rec[multi],
+                count[multi],
+                lambda k: f"has {k} values but the column is a scalar ({spec.arrow_type})",
             )
+        if count.size == n and len(values) == n and bool((count == 1).all()):
+            return values  # one value in every record (features are in record order): nothing to move
         present = np.zeros(n, dtype=bool)
         present[owner_rec[count == 1]] = True
         # The value of each row that has exactly one; everything else is null.

@@ -27,6 +27,9 @@ Options (case-insensitive):
   ``PERMISSIVE`` (bad records become rows of nulls with a ``_corrupt_record``
   string saying where and why; rename it with ``columnNameOfCorruptRecord``).
 - ``batchSize`` (reads): records per Arrow batch, default 10,000.
+- ``decoder`` (reads): ``compiled`` (default; :mod:`sparktf.tfrecord.compiled`, Numba) or
+  ``numpy``, the reference it is tested against (:func:`sparktf.tfrecord.codec.decode_examples`).
+  Both give the same rows, errors included.
 - ``samplingFiles``, ``samplingRecords``: how much schema inference reads
   (default: up to 8 files and 10,000 records in all).
 
@@ -94,6 +97,7 @@ _CODECS = {
     "org.apache.hadoop.io.compress.gzipcodec": "gzip",
 }
 _MODES = ("FAILFAST", "DROPMALFORMED", "PERMISSIVE")
+DECODERS = ("compiled", "numpy")  # reads: the Numba decoder, or the NumPy reference it is tested against
 #: zlib's Z_DEFAULT_COMPRESSION level (TensorFlow's ZlibCompressionOptions default).
 ZLIB_DEFAULT_LEVEL = 6
 BYTE_ARRAY_COLUMN = "byteArray"
@@ -178,6 +182,7 @@ class ReadOptions:
     batch_size: int = 10_000
     sampling_files: int = 8
     sampling_records: int = 10_000
+    decoder: str = "compiled"
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> ReadOptions:
@@ -185,6 +190,12 @@ class ReadOptions:
         if mode not in _MODES:
             raise TFRecordError(
                 f"Option mode = {mode!r} is not supported; expected one of {', '.join(_MODES)}.", option="mode"
+            )
+        decoder = _opt(options, "decoder", default="compiled").strip().lower()
+        if decoder not in DECODERS:
+            raise TFRecordError(
+                f"Option decoder = {decoder!r} is not supported; expected one of {', '.join(DECODERS)}.",
+                option="decoder",
             )
         return cls(
             path=_path(options),
@@ -194,6 +205,7 @@ class ReadOptions:
             batch_size=_int_opt(options, "batchSize", 10_000),
             sampling_files=_int_opt(options, "samplingFiles", 8),
             sampling_records=_int_opt(options, "samplingRecords", 10_000),
+            decoder=decoder,
         )
 
 
@@ -234,7 +246,7 @@ def infer_schema(opts: ReadOptions) -> StructType:
         if budget <= 0:
             break
         with _open_records(f.path) as stream:
-            for buf, spans in fmt.iter_chunks(stream, f.path, chunk_bytes=4 << 20):
+            for buf, spans in fmt.iter_chunks(stream, f.path, chunk_bytes=4 << 20, compiled=opts.decoder == "compiled"):
                 starts, ends = spans.starts[:budget], spans.ends[:budget]
                 good = np.ones(starts.size, dtype=bool)
                 good[spans.bad_data_crc[spans.bad_data_crc < starts.size]] = False
@@ -331,7 +343,7 @@ def read_file(
     dropped: list[int] = []
     with _open_records(path) as stream:
         failed = False
-        for raw, spans in fmt.iter_chunks(stream, path):
+        for raw, spans in fmt.iter_chunks(stream, path, compiled=opts.decoder == "compiled"):
             buf = codec.padded(raw)  # once per chunk, not per batch
             for lo in range(0, spans.starts.size, opts.batch_size):
                 hi = min(lo + opts.batch_size, spans.starts.size)
@@ -389,7 +401,12 @@ def _decode_batch(
         bad = np.zeros(n, dtype=bool)
         reasons = [""] * n
     else:
-        decoded = codec.decode_examples(buf, starts, ends, plan.specs, opts.record_type, is_padded=True)
+        decode = codec.decode_examples
+        if opts.decoder == "compiled":
+            from sparktf.tfrecord import compiled
+
+            decode = compiled.decode_examples
+        decoded = decode(buf, starts, ends, plan.specs, opts.record_type, is_padded=True)
         columns, bad, reasons = decoded.columns, decoded.bad, decoded.reasons
     crc = spans.bad_data_crc[(spans.bad_data_crc >= lo) & (spans.bad_data_crc < hi)] - lo
     for i in crc.tolist():

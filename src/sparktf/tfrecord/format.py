@@ -182,7 +182,24 @@ def _length_ok(buf: bytes, pos: int) -> bool:
     return bool(stored == masked_crc32c(buf[pos : pos + 8]))
 
 
-def split_records(buf: bytes, *, file_offset: int = 0, final: bool = True, check_crc: bool = True) -> RecordSpans:
+def _stop_error(buf: bytes, pos: int, file_offset: int, final: bool, *, bad_length: bool) -> tuple[int, str] | None:
+    """Why the walk of ``buf`` stopped at ``pos``: a corrupt length, a record cut short, or nothing."""
+    size = len(buf)
+    if bad_length or (pos + HEADER_BYTES <= size and not _length_ok(buf, pos)):
+        return _length_error(file_offset + pos)
+    if final and pos < size:
+        remaining = size - pos
+        return (
+            file_offset + pos,
+            f"truncated record: {remaining} byte(s) left at the end of the file, "
+            f"fewer than the {'header' if remaining < HEADER_BYTES else 'record length'} needs",
+        )
+    return None
+
+
+def split_records(
+    buf: bytes, *, file_offset: int = 0, final: bool = True, check_crc: bool = True, compiled: bool = True
+) -> RecordSpans:
     """Find the records in ``buf`` and check their CRCs.
 
     Args:
@@ -191,13 +208,16 @@ def split_records(buf: bytes, *, file_offset: int = 0, final: bool = True, check
         final: ``buf`` reaches the end of the file, so a record cut short is an
             error (a truncated file) rather than something to carry over.
         check_crc: verify both CRCs of every record.
+        compiled: walk and check in one compiled pass (:func:`sparktf.tfrecord.compiled.walk_records`);
+            False runs this module's Python and NumPy, the reference it is tested against.
     """
+    if compiled:
+        return _split_compiled(buf, file_offset, final, check_crc)
     unpack = struct.unpack_from
     size = len(buf)
     pos = 0
     heads: list[int] = []
     lens: list[int] = []
-    error: tuple[int, str] | None = None
     # The walk is sequential by nature (each length says where the next record is),
     # so it does the least per record; the CRCs are checked in bulk afterwards.
     while pos + HEADER_BYTES <= size:
@@ -209,17 +229,9 @@ def split_records(buf: bytes, *, file_offset: int = 0, final: bool = True, check
         lens.append(length)
         pos = end
     consumed = pos
-    if pos + HEADER_BYTES <= size and not _length_ok(buf, pos):
-        # Checked here, not only in bulk below: a corrupt length usually points past
-        # the end, and waiting for more data would read the whole file into memory.
-        error = _length_error(file_offset + pos)
-    elif final and pos < size:
-        remaining = size - pos
-        error = (
-            file_offset + pos,
-            f"truncated record: {remaining} byte(s) left at the end of the file, "
-            f"fewer than the {'header' if remaining < HEADER_BYTES else 'record length'} needs",
-        )
+    # Checked here, not only in bulk below: a corrupt length usually points past
+    # the end, and waiting for more data would read the whole file into memory.
+    error = _stop_error(buf, pos, file_offset, final, bad_length=False)
     starts = np.asarray(heads, dtype=np.int64) + HEADER_BYTES
     lengths = np.asarray(lens, dtype=np.int64)
     bad_data: np.ndarray = np.zeros(0, dtype=np.int64)
@@ -250,7 +262,18 @@ def split_records(buf: bytes, *, file_offset: int = 0, final: bool = True, check
     return RecordSpans(starts, ends, offsets, consumed, error, bad_data)
 
 
-def iter_chunks(stream: Any, path: str, chunk_bytes: int = 16 << 20) -> Iterator[tuple[bytes, RecordSpans]]:
+def _split_compiled(buf: bytes, file_offset: int, final: bool, check_crc: bool) -> RecordSpans:
+    from sparktf.tfrecord.compiled import walk_records
+
+    heads, lengths, pos, bad_length, bad_data = walk_records(np.frombuffer(buf, np.uint8), check_crc)
+    error = _stop_error(buf, pos, file_offset, final, bad_length=bad_length)
+    starts = heads + HEADER_BYTES
+    return RecordSpans(starts, starts + lengths, heads + file_offset, int(pos), error, bad_data)
+
+
+def iter_chunks(
+    stream: Any, path: str, chunk_bytes: int = 16 << 20, *, compiled: bool = True
+) -> Iterator[tuple[bytes, RecordSpans]]:
     """Yield ``(buffer, spans)`` for successive chunks of a (decompressed) record stream.
 
     Raises nothing for corrupt data: framing errors come back in ``spans.error``
@@ -264,7 +287,7 @@ def iter_chunks(stream: Any, path: str, chunk_bytes: int = 16 << 20) -> Iterator
         buf = carry + chunk if carry else chunk
         if not buf:
             return
-        spans = split_records(buf, file_offset=offset, final=final)
+        spans = split_records(buf, file_offset=offset, final=final, compiled=compiled)
         # A record longer than the chunk: read on until it is complete.
         if not final and spans.starts.size == 0 and spans.error is None:
             carry = buf
