@@ -61,7 +61,9 @@ def java_version() -> tuple[int, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvironmentCheckError(f"`{java} -version` failed: {exc}.", hint="Install Java 17 for Spark.") from None
     text = (out.stderr or out.stdout).strip()
-    first = text.splitlines()[0] if text else ""
+    # JDK_JAVA_OPTIONS / JAVA_TOOL_OPTIONS make java print "NOTE: Picked up ..." first.
+    lines = [line for line in text.splitlines() if "Picked up " not in line]
+    first = lines[0] if lines else ""
     m = re.search(r'version "(\d+)(?:\.(\d+))?', first)
     if not m:
         raise EnvironmentCheckError(f"Cannot read the Java version from {first!r}.", hint="Install Java 17 for Spark.")
