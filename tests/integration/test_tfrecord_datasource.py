@@ -305,3 +305,19 @@ def test_a_killed_first_write_does_not_count_as_existing_data(spark: Any, tmp_pa
     assert [r.id for r in read_tfrecord(spark, str(out), schema="id bigint").collect()] == [7]
     with pytest.raises(TFRecordError, match="already holds data"):
         write_tfrecord(spark.createDataFrame([(8,)], "id bigint"), str(out), mode="error")
+
+
+def test_a_large_file_is_read_in_byte_range_splits_each_record_once(spark: Any, tmp_path: Path) -> None:
+    df = spark.range(3000).selectExpr("id", "repeat('x', cast(id % 97 AS int)) AS s")
+    out = tmp_path / "one"
+    df.coalesce(1).write.format("tfrecord").mode("overwrite").save(str(out))
+    (part,) = [p for p in out.iterdir() if p.name.startswith("part-")]
+    size = part.stat().st_size
+    reader = spark.read.format("tfrecord").schema(df.schema)
+    split = reader.option("splitBytes", str(size // 7)).load(str(out))
+    assert split.rdd.getNumPartitions() == -(-size // (size // 7)) >= 7
+    assert reader.option("splitBytes", "0").load(str(out)).rdd.getNumPartitions() == 1
+    assert reader.load(str(out)).rdd.getNumPartitions() == 1  # smaller than the 128 MiB default
+    rows = split.collect()
+    assert sorted(r.id for r in rows) == list(range(3000))
+    assert all(r.s == "x" * (r.id % 97) for r in rows)

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from sparktf.errors import CorruptRecordError
@@ -149,3 +151,84 @@ def test_the_decoder_option_picks_the_decoder_and_both_read_the_same(tmp_path: P
     compiled_rows = _read(path, "PERMISSIVE", schema, decoder="compiled")
     assert compiled_rows == _read(path, "PERMISSIVE", schema, decoder="numpy")
     assert [r["id"] for r in compiled_rows] == [0, None, 2, 3, None, 5]
+
+
+# --------------------------------------------------------------------------- a corrupt length, byte-range splits
+
+
+def _write_ids(path: Path, sizes: list[int]) -> fmt.RecordSpans:
+    """Records of ids 0..n-1, record i padded to about ``sizes[i]`` bytes by its string."""
+    table = pa.table({"id": pa.array(range(len(sizes)), pa.int64()), "s": pa.array(["x" * k for k in sizes])})
+    buf, offsets = codec.encode_examples(table, feature_specs(table.schema))
+    data = fmt.frame(buf, offsets).to_pybytes()
+    path.write_bytes(data)
+    return fmt.split_records(data)
+
+
+def _break_length(path: Path, spans: fmt.RecordSpans, i: int) -> int:
+    data = bytearray(path.read_bytes())
+    head = int(spans.record_offsets[i])
+    data[head] ^= 0x01  # the length no longer matches its CRC
+    path.write_bytes(bytes(data))
+    return head
+
+
+def _ids(path: Path, mode: str, start: int = 0, end: int | None = None, schema: StructType = SCHEMA) -> list[dict]:
+    opts = ReadOptions(path=str(path), mode=mode, batch_size=3)
+    plan = _plan(schema, opts, [])
+    return [r for b in read_file(str(path), plan, opts, {}, start=start, end=end) for r in b.to_pylist()]
+
+
+def test_after_a_corrupt_length_reading_resumes_at_the_next_record(tmp_path: Path) -> None:
+    path = tmp_path / "len.tfrecord"
+    spans = _write_ids(path, [5, 40, 7, 300, 2, 9])
+    bad = _break_length(path, spans, 2)
+    nxt = int(spans.record_offsets[3])
+    # Only the record whose length is corrupt is lost (it was the whole rest of the file).
+    assert [r["id"] for r in _ids(path, "DROPMALFORMED")] == [0, 1, 3, 4, 5]
+    schema = StructType([*SCHEMA.fields, StructField("_corrupt_record", StringType())])
+    rows = _ids(path, "PERMISSIVE", schema=schema)
+    assert [r["id"] for r in rows] == [0, 1, None, 3, 4, 5]
+    reason = str(rows[2]["_corrupt_record"])
+    assert f"byte offset {bad}: length CRC mismatch" in reason
+    assert f"reading resumes at byte offset {nxt}, the next whole record ({nxt - bad} bytes skipped)" in reason
+    with pytest.raises(CorruptRecordError, match=rf"byte offset {bad}: length CRC mismatch"):
+        _ids(path, "FAILFAST")
+
+
+def test_a_corrupt_length_in_the_last_record_skips_only_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "last.tfrecord"
+    spans = _write_ids(path, [5, 6, 7])
+    _break_length(path, spans, 2)
+    schema = StructType([*SCHEMA.fields, StructField("_corrupt_record", StringType())])
+    rows = _ids(path, "PERMISSIVE", schema=schema)
+    assert [r["id"] for r in rows] == [0, 1, None]
+    assert "no whole record follows it" in str(rows[2]["_corrupt_record"])
+
+
+@settings(deadline=None, max_examples=120)
+@given(
+    st.lists(st.integers(0, 300), min_size=1, max_size=25),
+    st.integers(1, 2000),
+    st.one_of(st.none(), st.integers(0, 24)),
+)
+def test_byte_range_splits_read_every_record_once(sizes: list[int], split_bytes: int, broken: int | None) -> None:
+    import tempfile
+
+    from sparktf.tfrecord import files
+    from sparktf.tfrecord.datasource import splits
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.tfrecord"
+        spans = _write_ids(path, sizes)
+        expected = list(range(len(sizes)))
+        if broken is not None and broken < len(sizes):
+            _break_length(path, spans, broken)
+            expected.remove(broken)
+        parts = splits([files.TFRecordFile(str(path), path.stat().st_size)], split_bytes)
+        assert len(parts) == -(-path.stat().st_size // split_bytes)
+        schema = StructType([*SCHEMA.fields, StructField("_corrupt_record", StringType())])
+        rows = [r for p in parts for r in _ids(path, "PERMISSIVE", p.start, p.end, schema=schema)]
+        assert [r["id"] for r in rows if r["id"] is not None] == expected
+        # The damage is reported once, by one split.
+        assert len([r for r in rows if r["_corrupt_record"]]) == (0 if len(expected) == len(sizes) else 1)

@@ -34,7 +34,7 @@ from sparktf.tfrecord import codec
 from sparktf.tfrecord.schema import KIND_BYTES, KIND_FLOAT, KIND_INT64, FeatureSpec
 from sparktf.tfrecord.wire import padded
 
-__all__ = ["decode_examples", "scan", "walk_records"]
+__all__ = ["decode_examples", "next_record", "scan", "walk_records"]
 
 _CONTEXT, _LISTS = 1, 2  # the top-level field of a column's map: Features, or FeatureLists
 
@@ -135,6 +135,41 @@ def walk_records(buf: np.ndarray, check_crc: bool) -> tuple[np.ndarray, np.ndarr
         of records whose data CRC is wrong.
     """
     return _walk(buf, int(buf.size), check_crc, _CRC)  # type: ignore[no-any-return]
+
+
+@njit(cache=True, nogil=True)
+def _resync(buf, start, t):  # type: ignore[no-untyped-def]
+    size = buf.size
+    p = start
+    while p + 12 <= size:
+        if _masked_crc(buf, p, p + 8, t) == _u32(buf, p + 8):
+            length = np.uint64(0)
+            for i in range(8):
+                length |= np.uint64(buf[p + i]) << np.uint64(8 * i)
+            if length > np.uint64(size - p - 16):
+                return p, 1
+            end = p + 16 + np.int64(length)
+            if _masked_crc(buf, p + 12, end - 4, t) == _u32(buf, end - 4):
+                return p, 0
+        p += 1
+    return p, 2
+
+
+FOUND, NEED_MORE, NONE = 0, 1, 2
+
+
+def next_record(buf: np.ndarray, start: int) -> tuple[int, int]:
+    """Where whole records start again at or after ``start``: a header whose length CRC and
+    data CRC both check out. The chance that bytes which are not a record pass both is 2**-64.
+
+    Returns:
+        ``(position, status)``: ``FOUND`` there; ``NEED_MORE``: a header there passes its
+        length CRC but its record runs past the buffer (read on, or search on from
+        ``position + 1`` when there is no more); ``NONE`` up to ``position``, where a search
+        resumes once more bytes are appended.
+    """
+    pos, status = _resync(buf, int(start), _CRC)
+    return int(pos), int(status)
 
 
 @njit(cache=True, nogil=True)

@@ -27,6 +27,11 @@ Options (case-insensitive):
   ``PERMISSIVE`` (bad records become rows of nulls with a ``_corrupt_record``
   string saying where and why; rename it with ``columnNameOfCorruptRecord``).
 - ``batchSize`` (reads): records per Arrow batch, default 10,000.
+- ``splitBytes`` (reads): an uncompressed file larger than this is read by several tasks,
+  one per this many bytes (default 128 MiB, Spark's ``maxPartitionBytes``; 0: one task per
+  file). Each split starts at the first record whose length and data CRCs both check out.
+  A file whose records hold whole framed TFRecords as payload could fool that; read such
+  files with ``splitBytes`` 0.
 - ``decoder`` (reads): ``compiled`` (default; :mod:`sparktf.tfrecord.compiled`, Numba) or
   ``numpy``, the reference it is tested against (:func:`sparktf.tfrecord.codec.decode_examples`).
   Both give the same rows, errors included.
@@ -53,7 +58,7 @@ from __future__ import annotations
 import gzip
 import logging
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +102,9 @@ _CODECS = {
     "org.apache.hadoop.io.compress.gzipcodec": "gzip",
 }
 _MODES = ("FAILFAST", "DROPMALFORMED", "PERMISSIVE")
-DECODERS = ("compiled", "numpy")  # reads: the Numba decoder, or the NumPy reference it is tested against
+DECODERS = ("compiled", "numpy")
+#: Spark's spark.sql.files.maxPartitionBytes default: larger uncompressed files are read in splits.
+DEFAULT_SPLIT_BYTES = 128 << 20  # reads: the Numba decoder, or the NumPy reference it is tested against
 #: zlib's Z_DEFAULT_COMPRESSION level (TensorFlow's ZlibCompressionOptions default).
 ZLIB_DEFAULT_LEVEL = 6
 BYTE_ARRAY_COLUMN = "byteArray"
@@ -183,6 +190,7 @@ class ReadOptions:
     sampling_files: int = 8
     sampling_records: int = 10_000
     decoder: str = "compiled"
+    split_bytes: int = DEFAULT_SPLIT_BYTES
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> ReadOptions:
@@ -206,15 +214,21 @@ class ReadOptions:
             sampling_files=_int_opt(options, "samplingFiles", 8),
             sampling_records=_int_opt(options, "samplingRecords", 10_000),
             decoder=decoder,
+            split_bytes=_int_opt(options, "splitBytes", DEFAULT_SPLIT_BYTES, minimum=0),
         )
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def _open_records(path: str) -> Any:
-    """A readable stream of the file's framed records (gunzipped when it is gzip)."""
+def _open_records(path: str, start: int = 0) -> Any:
+    """A readable stream of the file's framed records (gunzipped when it is gzip), or of an
+    uncompressed file from byte ``start`` (a split)."""
     fs, inner = files.filesystem(path)
+    if start:
+        f = fs.open_input_file(inner)
+        f.seek(start)
+        return f
     raw = fs.open_input_stream(inner, compression=None)
     head = raw.read(2)
     raw.close()
@@ -275,10 +289,40 @@ def _partition_types(found: list[files.TFRecordFile], columns: list[str]) -> dic
 
 
 class _FilePartition(InputPartition):
-    def __init__(self, path: str, partition: tuple[tuple[str, str | None], ...]) -> None:
-        super().__init__(path)
+    """A file, or the records whose headers start in ``[start, end)`` of an uncompressed one."""
+
+    def __init__(
+        self, path: str, partition: tuple[tuple[str, str | None], ...], start: int = 0, end: int | None = None
+    ) -> None:
+        super().__init__((path, start))
         self.path = path
         self.partition = partition
+        self.start = start
+        self.end = end
+
+
+def splits(found: Sequence[files.TFRecordFile], split_bytes: int) -> list[_FilePartition]:
+    """One partition per file, and one per ``split_bytes`` of an uncompressed file larger than that.
+
+    A split starts reading at the first whole record at or after its start (a header whose
+    length CRC and data CRC check out) and reads every record whose header starts before its
+    end, the last one whole, so each record is read by exactly one split.
+    """
+    out: list[_FilePartition] = []
+    for f in found:
+        if split_bytes <= 0 or f.size <= split_bytes or _is_gzip_file(f.path):
+            out.append(_FilePartition(f.path, f.partition))
+            continue
+        bounds = list(range(0, f.size, split_bytes))
+        for a, b in zip(bounds, [*bounds[1:], None], strict=True):
+            out.append(_FilePartition(f.path, f.partition, a, b))
+    return out
+
+
+def _is_gzip_file(path: str) -> bool:
+    fs, inner = files.filesystem(path)
+    with fs.open_input_stream(inner, compression=None) as raw:
+        return files.is_gzip(raw.read(2), path)
 
 
 @dataclass
@@ -327,23 +371,42 @@ class _Reader(DataSourceReader):
     def partitions(self) -> list[InputPartition]:
         found, cols = files.list_files(self.opts.path)
         self.partition_columns = cols
-        return [_FilePartition(f.path, f.partition) for f in found]
+        return list(splits(found, self.opts.split_bytes))
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         assert isinstance(partition, _FilePartition)
         cols = [k for k, _ in partition.partition]
         plan = _plan(self.schema, self.opts, cols)
-        yield from read_file(partition.path, plan, self.opts, dict(partition.partition))
+        yield from read_file(
+            partition.path, plan, self.opts, dict(partition.partition), start=partition.start, end=partition.end
+        )
 
 
 def read_file(
-    path: str, plan: _Plan, opts: ReadOptions, partition: Mapping[str, str | None]
+    path: str,
+    plan: _Plan,
+    opts: ReadOptions,
+    partition: Mapping[str, str | None],
+    *,
+    start: int = 0,
+    end: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Decode one file into record batches of ``plan.arrow_schema``, applying ``opts.mode``."""
+    """Decode one file (or the records of its byte range ``[start, end)``) into record batches
+    of ``plan.arrow_schema``, applying ``opts.mode``. After a corrupt length, reading resumes
+    at the next whole record (except in FAILFAST, which stops there)."""
     dropped: list[int] = []
-    with _open_records(path) as stream:
+    with _open_records(path, start) as stream:
         failed = False
-        for raw, spans in fmt.iter_chunks(stream, path, compiled=opts.decoder == "compiled"):
+        chunks = fmt.iter_chunks(
+            stream,
+            path,
+            compiled=opts.decoder == "compiled",
+            resync=opts.mode != "FAILFAST",
+            offset=start,
+            align=start > 0,
+            stop=end,
+        )
+        for raw, spans in chunks:
             buf = codec.padded(raw)  # once per chunk, not per batch
             for lo in range(0, spans.starts.size, opts.batch_size):
                 hi = min(lo + opts.batch_size, spans.starts.size)
@@ -371,7 +434,8 @@ def _unreadable_rest(
     partition: Mapping[str, str | None],
     dropped: list[int],
 ) -> Iterator[pa.RecordBatch]:
-    """The rest of a file from ``offset`` cannot be read (bad framing, a broken gzip stream): ``opts.mode``."""
+    """The bytes from ``offset`` cannot be read (bad framing, a broken gzip stream), up to where the
+    reason says reading resumes or to the end of the file: ``opts.mode``."""
     if opts.mode == "FAILFAST":
         raise fmt.corrupt(path, offset, reason)
     if opts.mode == "DROPMALFORMED":

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import google_crc32c
@@ -164,7 +164,7 @@ class RecordSpans:
     bad_data_crc: np.ndarray
 
 
-_BAD_LENGTH = "length CRC mismatch: the length field is corrupt, so the rest of the file cannot be located"
+_BAD_LENGTH = "length CRC mismatch: the length field is corrupt, so where the next record starts is unknown"
 _NOT_TFRECORD = (
     "the file does not start with a TFRecord header (length CRC mismatch at its first byte), so it is "
     "probably not a TFRecord file at all; if it is not (a README, notes, a marker file), move it out of "
@@ -272,17 +272,40 @@ def _split_compiled(buf: bytes, file_offset: int, final: bool, check_crc: bool) 
 
 
 def iter_chunks(
-    stream: Any, path: str, chunk_bytes: int = 16 << 20, *, compiled: bool = True
+    stream: Any,
+    path: str,
+    chunk_bytes: int = 16 << 20,
+    *,
+    compiled: bool = True,
+    resync: bool = False,
+    offset: int = 0,
+    align: bool = False,
+    stop: int | None = None,
 ) -> Iterator[tuple[bytes, RecordSpans]]:
     """Yield ``(buffer, spans)`` for successive chunks of a (decompressed) record stream.
 
-    Raises nothing for corrupt data: framing errors come back in ``spans.error``
-    (after which the stream stops) so the caller can apply its read mode.
+    Raises nothing for corrupt data: framing errors come back in ``spans.error`` so the
+    caller can apply its read mode. After a corrupt length the stream stops, unless
+    ``resync``: then the reason says where whole records start again (the next header
+    whose length CRC and data CRC both check out) and reading goes on from there.
+
+    Args:
+        offset: the file offset the stream is at (for a byte range of a file).
+        align: the stream starts anywhere, not at a record: skip to the first whole record.
+        stop: yield only records whose header starts before this file offset (a byte
+            range); the record that straddles it is read whole, and a corrupt length right
+            after this range's last record is still reported here.
     """
     carry = b""
-    offset = 0
+    final = False
+    if align:
+        buf, offset, at, final = _find_record(stream, b"", 0, offset, chunk_bytes, False, stop)
+        if at < 0:
+            return
+        carry = buf[at:]
+        offset += at
     while True:
-        chunk = stream.read(chunk_bytes)
+        chunk = stream.read(chunk_bytes) if not final else b""
         final = not chunk
         buf = carry + chunk if carry else chunk
         if not buf:
@@ -292,11 +315,72 @@ def iter_chunks(
         if not final and spans.starts.size == 0 and spans.error is None:
             carry = buf
             continue
+        if stop is not None:
+            keep = int(np.searchsorted(spans.record_offsets, stop))
+            if keep < spans.starts.size:  # the rest belongs to the next range, errors included
+                yield buf, _first(spans, keep)
+                return
+            if spans.error is None and offset + spans.consumed >= stop:
+                yield buf, spans
+                return
+        resume = -1
+        if resync and spans.error is not None and spans.error[1] == _BAD_LENGTH:
+            bad = offset + spans.consumed
+            more, base, at, final = _find_record(stream, buf, spans.consumed + 1, offset, chunk_bytes, final, None)
+            if at >= 0:
+                resume = base + at
+                why = f"{_BAD_LENGTH}; reading resumes at byte offset {resume}, the next whole record ({resume - bad} bytes skipped)"
+            else:
+                why = f"{_BAD_LENGTH}; no whole record follows it (the rest of the file is skipped)"
+            spans = replace(spans, error=(bad, why))
         yield buf, spans
+        if resume >= 0 and (stop is None or resume < stop):
+            carry, offset = more[at:], resume
+            continue
         if spans.error is not None or final:
             return
         carry = buf[spans.consumed :]
         offset += spans.consumed
+
+
+def _first(spans: RecordSpans, k: int) -> RecordSpans:
+    return RecordSpans(
+        spans.starts[:k],
+        spans.ends[:k],
+        spans.record_offsets[:k],
+        int(spans.ends[k - 1]) + 4 if k else 0,
+        None,
+        spans.bad_data_crc[spans.bad_data_crc < k],
+    )
+
+
+def _find_record(
+    stream: Any, buf: bytes, at: int, base: int, chunk_bytes: int, final: bool, limit: int | None
+) -> tuple[bytes, int, int, bool]:
+    """Search ``buf`` (``buf[0]`` is at file offset ``base``) from ``at`` for the next whole
+    record, reading on from ``stream`` as needed, but not for one that would start at or
+    after ``limit``.
+
+    Returns:
+        ``(buf, base, index, final)``: the buffer and its offset now (bytes already searched
+        are dropped), the record's index in it or -1, and whether the stream has ended.
+    """
+    from sparktf.tfrecord.compiled import FOUND, NEED_MORE, next_record
+
+    while True:
+        pos, status = next_record(np.frombuffer(buf, np.uint8), at)
+        if status == FOUND:
+            return buf, base, pos, final
+        if limit is not None and base + pos >= limit:
+            return buf, base, -1, final
+        if final:
+            if status == NEED_MORE:  # cut short at the end of the file: not a record
+                at = pos + 1
+                continue
+            return buf, base, -1, final
+        chunk = stream.read(chunk_bytes)
+        final = not chunk
+        buf, base, at = buf[pos:] + chunk, base + pos, 0
 
 
 class GunzipStream:
