@@ -25,7 +25,7 @@ pytest_plugins = ["tests.redis_support"]
 # the C1 compiler alone and the serial collector took the data-stage tests from 126 s to
 # 80 s of CPU (wall 78 s -> 70 s), and `make test` is CPU-bound on 2 cores. Tests only;
 # `java -version`'s "Picked up" line is skipped by the Java checks (tests/unit/test_java_version.py).
-os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xss16m")
 
 
 def _has_gpu() -> bool:
