@@ -102,9 +102,9 @@ _CODECS = {
     "org.apache.hadoop.io.compress.gzipcodec": "gzip",
 }
 _MODES = ("FAILFAST", "DROPMALFORMED", "PERMISSIVE")
-DECODERS = ("compiled", "numpy")
+DECODERS = ("compiled", "numpy")  # reads: the Numba decoder, or the NumPy reference it is tested against
 #: Spark's spark.sql.files.maxPartitionBytes default: larger uncompressed files are read in splits.
-DEFAULT_SPLIT_BYTES = 128 << 20  # reads: the Numba decoder, or the NumPy reference it is tested against
+DEFAULT_SPLIT_BYTES = 128 << 20
 #: zlib's Z_DEFAULT_COMPRESSION level (TensorFlow's ZlibCompressionOptions default).
 ZLIB_DEFAULT_LEVEL = 6
 BYTE_ARRAY_COLUMN = "byteArray"
