@@ -459,6 +459,9 @@ class TrainConfig(_Section):
             the history already holds (models/repeat.py), counted exactly for the
             ``repeat_buckets`` most popular items (rarer ones get no such weight). 0 leaves it out.
             It adds as many dimensions to the query and item vectors (and the index).
+        repeat_recent: with ``repeat_buckets``, a learned weight for each of the last
+            ``repeat_recent`` history steps, added to that item's repeat term (a basket
+            rarely holds a product twice, so what was just added is rarely next). 0 leaves it out.
     """
 
     _section: typing.ClassVar[str] = "train"
@@ -486,6 +489,7 @@ class TrainConfig(_Section):
     attention_blocks: int = 2
     attention_heads: int = 1
     repeat_buckets: int = 0
+    repeat_recent: int = 0
     early_stopping_patience: int = 2
     seed: int = 42
 
@@ -499,6 +503,11 @@ class TrainConfig(_Section):
             f"a divisor of train.embedding_dim ({self.embedding_dim})",
         )
         self._require("repeat_buckets", 0 <= self.repeat_buckets <= 65_536, "0 (off) up to 65,536")
+        self._require(
+            "repeat_recent",
+            0 <= self.repeat_recent <= 64 and (self.repeat_recent == 0 or self.repeat_buckets > 0),
+            "0 (off) up to 64, and only with train.repeat_buckets > 0 (the weights act on its buckets)",
+        )
         self._require("num_workers", 0 <= self.num_workers <= 1024, "0 (in-process) up to 1024")
         self._require("max_restarts", self.max_restarts >= 0, "0 or more")
         self._require(

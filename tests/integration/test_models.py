@@ -71,7 +71,7 @@ def _hr_at_10(model: Any, rows: list[tuple[str, list[str], str]]) -> float:
     [
         ("sequential", {}),
         # The repeat term, for every item (256 buckets, 200 items) and for the 64 most popular: in the export's dot product.
-        ("sequential", {"tie_embeddings": True, "mask_history": False, "repeat_buckets": 256}),
+        ("sequential", {"tie_embeddings": True, "mask_history": False, "repeat_buckets": 256, "repeat_recent": 2}),
         ("two_tower", {}),
         ("two_tower", {"two_tower_user_id": True, "mask_history": False}),
         # One sasrec case (each costs ~20 s of the suite): two heads, tied, the repeat term.
@@ -83,6 +83,7 @@ def _hr_at_10(model: Any, rows: list[tuple[str, list[str], str]]) -> float:
                 "mask_history": False,
                 "tie_embeddings": True,
                 "repeat_buckets": 64,
+                "repeat_recent": 3,
             },
         ),
     ],
@@ -284,12 +285,47 @@ def test_the_repeat_term_learns_whether_shoppers_come_back(kind: str, catalog: A
             rows[name].append((f"u{u % 300}", [ITEMS[x] for x in seq[:-1]], ITEMS[seq[-1]]))
     beta = {}
     for name, data in rows.items():
-        params = ModelParams(kind=kind, embedding_dim=8, max_history=6, mask_history=False, repeat_buckets=V, seed=2)
+        params = ModelParams(
+            kind=kind, embedding_dim=8, max_history=6, mask_history=False, repeat_buckets=V, repeat_recent=1, seed=2
+        )
         model = build_model(catalog, params)  # type: ignore[arg-type]
         model.compile(optimizer=make_optimizer(0.01, 1.0, 12))
         model.fit(_dataset(data).batch(128), epochs=3, verbose=0)
         beta[name] = float(model.repeat.beta)
+        if name == "again":
+            # The item just before is never next: its recency weight says so.
+            assert float(model.repeat.recent_weights[0]) < -0.1, model.repeat.recent_weights.numpy()
         hr = _hr_at_10(model, data[:300])
         if name == "again":
             assert hr > 0.99, hr  # the 6 history items rank first: the target is one of them
     assert beta["again"] > 1.0 and beta["never"] < -1.0, beta
+
+
+def test_repeat_term_recency_weights_are_exact_at_every_position(catalog: Any) -> None:
+    """The recency weights of the repeat term (``train.repeat_recent``): the end-of-history
+    terms (the query vector's extra dimensions) equal the training prefix's last position,
+    and both equal a count plus the weights of the last steps, computed here by hand."""
+    from sparktf.models.layers import tf
+    from sparktf.models.repeat import BETA_SCALE, RepeatTerm
+
+    term = RepeatTerm(V, 8, recent=3)
+    term.seen_weight.assign(0.05)
+    term.often_weight.assign(0.1)
+    term.recent_weights.assign([-0.3, -0.2, 0.1])
+    # Right-padded (-2); -1 an unknown item (a step, no bucket); 9 and 12 have no bucket either.
+    pos = np.array([[1, 2, 1, 3, -2, -2], [4, -1, 4, 9, 5, 12], [6, -2, -2, -2, -2, -2]], dtype=np.int32)
+    lengths = [4, 6, 1]
+    got = term.terms(tf.constant(pos)).numpy()
+    prefix = term.prefix_terms(tf.constant(pos)).numpy()
+    w = BETA_SCALE * np.array([-0.3, -0.2, 0.1])
+    for b, n in enumerate(lengths):
+        hist = pos[b, :n]
+        want = np.zeros(8)
+        for d in range(8):
+            c = float(np.sum(hist == d))
+            want[d] = BETA_SCALE * (0.05 * min(c, 1.0) + 0.1 * np.log1p(c))
+        for k in range(min(3, n)):
+            if 0 <= hist[n - 1 - k] < 8:
+                want[hist[n - 1 - k]] += w[k]
+        np.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(prefix[b, n - 1], want, rtol=1e-5, atol=1e-6)

@@ -106,6 +106,10 @@ def test_cross_field_rules() -> None:
         load_config(overrides=["data.source=path"])
     with pytest.raises(ConfigError, match="features.time_cutoff"):
         load_config(overrides=["features.split=time"])
+    # The recency weights act on the repeat term's buckets: without them there is nothing to weigh.
+    with pytest.raises(ConfigError, match="train.repeat_recent"):
+        load_config(overrides=["train.repeat_recent=4"])
+    assert load_config(overrides=["train.repeat_recent=4", "train.repeat_buckets=8"]).train.repeat_recent == 4
 
 
 def test_gate_thresholds_as_array_of_tables(tmp_path: Path) -> None:

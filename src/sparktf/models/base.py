@@ -51,6 +51,7 @@ class ModelParams:
     attention_blocks: int = 2
     attention_heads: int = 1
     repeat_buckets: int = 0
+    repeat_recent: int = 0
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:

@@ -152,12 +152,12 @@ class SelfAttentionRecommender(SequentialRecommender):
         out = self.encoder(indices, training=True)  # [B, L, D]
         emb, bias = self._items()
         # The repeat term of position j counts the items at positions 0..j (its prefix).
-        prefix = self.repeat.prefix_counts(hist) if self.repeat is not None else None
+        prefix = self.repeat.prefix_terms(hist) if self.repeat is not None else None
         if self.params.softmax == "sampled":
             flat = tf.reshape(out, [-1, self.params.embedding_dim])
             weights = emb
             if self.repeat is not None and prefix is not None:
-                flat = tf.concat([flat, tf.reshape(self.repeat.query_part(prefix), [-1, self.repeat.buckets])], axis=1)
+                flat = tf.concat([flat, tf.reshape(prefix, [-1, self.repeat.buckets])], axis=1)
                 weights = tf.concat([emb, self.repeat.item_part()], axis=1)
             per_pos = tf.nn.sampled_softmax_loss(
                 weights=weights,

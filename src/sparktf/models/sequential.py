@@ -21,7 +21,7 @@ from typing import Any
 from sparktf.models.base import ModelParams, RecommenderMixin, logit_ranks, ranking_metrics
 from sparktf.models.catalog import Catalog
 from sparktf.models.layers import ITEM_OFFSET, HistoryEncoder, item_lookup, keras, tf
-from sparktf.models.repeat import RepeatTerm
+from sparktf.models.repeat import BETA_SCALE, RepeatTerm
 
 __all__ = ["SequentialRecommender"]
 
@@ -55,7 +55,7 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
 
     def _init_repeat(self, catalog: Catalog, params: ModelParams) -> None:
         self.repeat = (
-            RepeatTerm(catalog.num_items, params.repeat_buckets, name="repeat_term")
+            RepeatTerm(catalog.num_items, params.repeat_buckets, params.repeat_recent, name="repeat_term")
             if params.repeat_buckets > 0
             else None
         )
@@ -68,7 +68,7 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         """[B, N] repeat term of the whole history, or 0 without one."""
         if self.repeat is None:
             return 0.0
-        return self.repeat.logits(self.repeat.counts(self._positions(features["history"])))
+        return self.repeat.logits(self.repeat.terms(self._positions(features["history"])))
 
     def _query(self, features: dict[str, Any], training: bool) -> Any:
         indices = self.history_lookup(features["history"])
@@ -83,7 +83,7 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         q = self._query(features, training)
         parts = [q, tf.ones_like(q[:, :1])]
         if self.repeat is not None:
-            parts.append(self.repeat.query_part(self.repeat.counts(self._positions(features["history"]))))
+            parts.append(self.repeat.terms(self._positions(features["history"])))
         return tf.concat(parts, axis=1)
 
     def item_vectors(self) -> Any:
@@ -111,9 +111,9 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
             weights, inputs = emb, q
             if self.repeat is not None:
                 # The repeat term as the dot product it is in the export (one-hot buckets).
-                counts = self.repeat.counts(self._positions(features["history"]))
+                terms = self.repeat.terms(self._positions(features["history"]))
                 weights = tf.concat([emb, self.repeat.item_part()], axis=1)
-                inputs = tf.concat([q, self.repeat.query_part(counts)], axis=1)
+                inputs = tf.concat([q, terms], axis=1)
             per_ex = tf.nn.sampled_softmax_loss(
                 weights=weights,
                 biases=bias,
@@ -163,6 +163,9 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         if self.repeat is not None:
             # The learned weight on "already had it": negative where nobody repeats.
             logs["repeat_beta"] = tf.identity(self.repeat.beta)
+            if self.repeat.recent_weights is not None:
+                # What being the history's last step adds (negative: a basket holds a product once).
+                logs["repeat_last"] = BETA_SCALE * self.repeat.recent_weights[0]
         return logs
 
     def test_step(self, data: Any) -> dict[str, Any]:

@@ -96,6 +96,7 @@ def model_params(cfg: Config, kind: str) -> Any:
         attention_blocks=t.attention_blocks,
         attention_heads=t.attention_heads,
         repeat_buckets=t.repeat_buckets,
+        repeat_recent=t.repeat_recent,
         seed=t.seed,
     )
 
