@@ -32,7 +32,7 @@ validation / test NDCG@10 0.1285 / 0.1071 against 0.1219 / 0.0997; every item of
 current order left out (which needs order boundaries, not in the history) 0.166 / 0.135.
 The weights are learnt, so where nobody repeats, or repeats what they just had, the
 model learns that instead. In SASRec on Instacart (``W = 8``) the last step's weight
-settles at -4.7 to -5.0 and test NDCG@10 moves 0.0910 -> 0.0936, still below counting's
+ends at -4.95 and test NDCG@10 moves 0.0910 -> 0.0936, still below counting's
 0.0998 (validation 0.1268 against 0.1219; BENCHMARKS.md, issue #20).
 
 It stays a dot product, so the ANN index, batch top-K and ``:recommend`` serve it as they
