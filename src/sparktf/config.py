@@ -462,6 +462,15 @@ class TrainConfig(_Section):
         repeat_recent: with ``repeat_buckets``, a learned weight for each of the last
             ``repeat_recent`` history steps, added to that item's repeat term (a basket
             rarely holds a product twice, so what was just added is rarely next). 0 leaves it out.
+        calibrate_taste: with ``repeat_buckets``, after training pick the weight of the
+            model's taste part (``query · item``) against its repeat term that scores best on
+            the validation split, and export the model with it (models/sequential.py).
+
+    Optimiser attributes (see :func:`sparktf.models.base.make_optimizer`):
+        learning_rate, lr_decay: Adam's rate and its per-epoch factor.
+        weight_decay: decoupled weight decay (AdamW): every step each embedding table and
+            dense kernel shrinks by ``learning_rate * weight_decay`` of itself; biases, layer
+            norms and the repeat term's weights are left out. 0 is plain Adam.
     """
 
     _section: typing.ClassVar[str] = "train"
@@ -476,6 +485,7 @@ class TrainConfig(_Section):
     batch_size: int = 512
     learning_rate: float = 0.005
     lr_decay: float = 0.9
+    weight_decay: float = 0.0
     embedding_dim: int = 64
     rnn: Literal["gru", "lstm"] = "gru"
     dropout: float = 0.3
@@ -490,6 +500,7 @@ class TrainConfig(_Section):
     attention_heads: int = 1
     repeat_buckets: int = 0
     repeat_recent: int = 0
+    calibrate_taste: bool = False
     early_stopping_patience: int = 2
     seed: int = 42
 
@@ -508,6 +519,11 @@ class TrainConfig(_Section):
             0 <= self.repeat_recent <= 64 and (self.repeat_recent == 0 or self.repeat_buckets > 0),
             "0 (off) up to 64, and only with train.repeat_buckets > 0 (the weights act on its buckets)",
         )
+        self._require(
+            "calibrate_taste",
+            not self.calibrate_taste or self.repeat_buckets > 0,
+            "false without train.repeat_buckets > 0 (it weighs the taste part against the repeat term)",
+        )
         self._require("num_workers", 0 <= self.num_workers <= 1024, "0 (in-process) up to 1024")
         self._require("max_restarts", self.max_restarts >= 0, "0 or more")
         self._require(
@@ -518,6 +534,7 @@ class TrainConfig(_Section):
         self._require("batch_size", 1 <= self.batch_size <= 1_000_000, "between 1 and 1,000,000")
         self._require("learning_rate", 0.0 < self.learning_rate < 10.0, "a number in (0, 10)")
         self._require("lr_decay", 0.0 < self.lr_decay <= 1.0, "a number in (0, 1]")
+        self._require("weight_decay", 0.0 <= self.weight_decay <= 100.0, "0 (off) up to 100")
         self._require("embedding_dim", 1 <= self.embedding_dim <= 4096, "between 1 and 4096")
         self._require("early_stopping_patience", self.early_stopping_patience >= 0, "0 or more")
         self._require("dropout", 0.0 <= self.dropout < 1.0, "a fraction in [0, 1)")

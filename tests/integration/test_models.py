@@ -329,3 +329,96 @@ def test_repeat_term_recency_weights_are_exact_at_every_position(catalog: Any) -
                 want[hist[n - 1 - k]] += w[k]
         np.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(prefix[b, n - 1], want, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_decay_shrinks_the_tables_but_not_biases_norms_or_the_repeat_term(catalog: Any) -> None:
+    """``train.weight_decay`` (AdamW) decays what can memorise a shopper and leaves out
+    the variables :data:`NO_DECAY` names, matched against the models' real variable names."""
+    from sparktf.models.base import ModelParams, make_optimizer
+    from sparktf.models.factory import build_model
+    from sparktf.tfenv import import_tensorflow
+
+    tf = import_tensorflow()
+    lr, wd = 0.01, 3.0
+    params = ModelParams(kind="sasrec", embedding_dim=8, max_history=10, repeat_buckets=16, repeat_recent=2)
+    model = build_model(catalog, params)
+    model.ensure_built()
+    for v in model.trainable_variables:
+        v.assign(tf.ones_like(v) * 0.5)  # non-zero everywhere, so a decay would show
+    optimizer = make_optimizer(lr, 1.0, 10, weight_decay=wd)
+    # Zero gradients: Adam moves nothing, so what changes is the decay alone.
+    optimizer.apply_gradients([(tf.zeros_like(v), v) for v in model.trainable_variables])
+    decayed = {v.name for v in model.trainable_variables if not np.allclose(v.numpy(), 0.5)}
+    for v in model.trainable_variables:
+        if v.name in decayed:
+            np.testing.assert_allclose(v.numpy(), 0.5 * (1 - lr * wd), rtol=1e-5, err_msg=v.name)
+    names = {v.name for v in model.trainable_variables}
+    kept = names - decayed
+    # The input, position and output tables (the output table's variable is ".../embeddings").
+    assert sum("embeddings" in n for n in decayed) == sum("embeddings" in n for n in names) == 3
+    assert any("kernel" in n for n in decayed)
+    assert any("item_bias" in n for n in kept) and any("gamma" in n for n in kept)
+    assert {n for n in kept if "repeat" in n} == {n for n in names if "repeat" in n} != set()
+    # Without it, plain Adam: nothing moves under zero gradients.
+    for v in model.trainable_variables:
+        v.assign(tf.ones_like(v) * 0.5)
+    make_optimizer(lr, 1.0, 10).apply_gradients([(tf.zeros_like(v), v) for v in model.trainable_variables])
+    assert all(np.allclose(v.numpy(), 0.5) for v in model.trainable_variables)
+
+
+@pytest.mark.parametrize("mask_history", [False, True])
+def test_calibrate_taste_picks_the_best_weight_and_the_query_vectors_carry_it(
+    mask_history: bool, catalog: Any, tmp_path: Path
+) -> None:
+    """``train.calibrate_taste``: every weight's NDCG@10 is the one a numpy ranking of the
+    model's own vectors gives (ties against the target, the history masked when the model
+    masks it, unknown targets left out); the best is kept, and the query vectors, so the
+    export and the index, serve the taste part times it."""
+    from sparktf.models.base import ModelParams, make_optimizer
+    from sparktf.models.export import export_model, load_exported
+    from sparktf.models.factory import build_model
+    from sparktf.models.sequential import TASTE_GRID
+
+    params = ModelParams(
+        kind="sequential", embedding_dim=8, max_history=10, mask_history=mask_history, repeat_buckets=64
+    )
+    model = build_model(catalog, params)
+    model.compile(optimizer=make_optimizer(0.01, 1.0, 10))
+    model.fit(_dataset(_examples(1, users=200)).batch(256), epochs=2, verbose=0)
+    val = _examples(9, users=40, length=4)
+    val[0] = (val[0][0], val[0][1], "i99999")  # out of vocabulary: left out
+    feats = {"user_id": np.array([r[0] for r in val]), "history": [r[1] for r in val]}
+    from sparktf.models.layers import tf
+
+    ragged = tf.ragged.constant(feats["history"])
+    q = np.asarray(model.query_vectors(model.prepare({"user_id": tf.constant(feats["user_id"]), "history": ragged})))
+    items = np.asarray(model.item_vectors())
+    taste, rest = q[:, :8] @ items[:, :8].T, q[:, 8:] @ items[:, 8:].T
+    pos = {x: i for i, x in enumerate(ITEMS)}
+    expected = {}
+    for w in TASTE_GRID:
+        s = w * taste + rest
+        gains = []
+        for b, (_, hist, target) in enumerate(val):
+            if target not in pos:
+                continue
+            t = pos[target]
+            row = s[b].copy()
+            if mask_history:
+                row[[pos[x] for x in hist if pos[x] != t]] = -np.inf
+            rank = int((np.delete(row, t) >= row[t]).sum())
+            gains.append(1 / np.log2(rank + 2) if rank < 10 else 0.0)
+        expected[w] = float(np.mean(gains))
+    weight, scores = model.calibrate_taste(_dataset(val).batch(16))
+    assert scores.keys() == expected.keys()
+    np.testing.assert_allclose([scores[w] for w in TASTE_GRID], [expected[w] for w in TASTE_GRID], atol=1e-6)
+    assert weight == max(TASTE_GRID, key=lambda w: (expected[w], w))
+    assert float(model.taste_weight) == weight
+    q2 = np.asarray(model.query_vectors(model.prepare({"user_id": tf.constant(feats["user_id"]), "history": ragged})))
+    np.testing.assert_allclose(q2[:, :8], weight * q[:, :8], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q2[:, 8:], q[:, 8:], rtol=1e-6)
+    # The export serves the calibrated query (the weight is a variable of the SavedModel).
+    exported = load_exported(export_model(model, str(tmp_path / "m"), version=1, k=10))
+    padded = tf.constant([r[1] + [""] * (10 - len(r[1])) for r in val])
+    served = exported.signature(user_id=tf.constant(feats["user_id"]), history=padded)["query_embedding"]
+    np.testing.assert_allclose(np.asarray(served), q2, rtol=1e-5, atol=1e-6)

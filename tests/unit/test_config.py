@@ -110,6 +110,11 @@ def test_cross_field_rules() -> None:
     with pytest.raises(ConfigError, match="train.repeat_recent"):
         load_config(overrides=["train.repeat_recent=4"])
     assert load_config(overrides=["train.repeat_recent=4", "train.repeat_buckets=8"]).train.repeat_recent == 4
+    with pytest.raises(ConfigError, match="train.calibrate_taste"):
+        load_config(overrides=["train.calibrate_taste=true"])
+    assert load_config(overrides=["train.calibrate_taste=true", "train.repeat_buckets=8"]).train.calibrate_taste
+    with pytest.raises(ConfigError, match="train.weight_decay"):
+        load_config(overrides=["train.weight_decay=-0.1"])
 
 
 def test_gate_thresholds_as_array_of_tables(tmp_path: Path) -> None:

@@ -131,6 +131,10 @@ READS: dict[str, Reach] = {
     "train.batch_size": Reach("train (TrainSpec)", lambda c: _spec(c).global_batch_size),
     "train.learning_rate": Reach("train (TrainSpec)", lambda c: _spec(c).learning_rate),
     "train.lr_decay": Reach("train (TrainSpec)", lambda c: _spec(c).lr_decay),
+    "train.weight_decay": Reach("train (TrainSpec)", lambda c: _spec(c).weight_decay),
+    "train.calibrate_taste": Reach(
+        "train (TrainSpec)", lambda c: _spec(c).calibrate_taste, along=(("repeat_buckets", 16),)
+    ),
     "train.early_stopping_patience": Reach("train (TrainSpec)", lambda c: _spec(c).early_stopping_patience),
     # [tracking]
     "tracking.tracking_uri": Reach(

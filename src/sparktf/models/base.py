@@ -186,9 +186,26 @@ def catalogue_ranks(query: Any, items: Any, target: Any, chunk: int = 65_536, ex
     return tf.where(target >= 0, counts, tf.int32.max)
 
 
-def make_optimizer(learning_rate: float, decay: float, steps_per_epoch: int) -> Any:
-    """Adam with a per-epoch exponential learning-rate schedule."""
+#: Variable-name parts :func:`make_optimizer` leaves out of weight decay: biases, layer
+#: norms' scales and offsets, and the repeat term's weights (models/repeat.py), which must
+#: travel far from zero (its ``BETA_SCALE``) and are a handful of numbers that cannot memorise.
+NO_DECAY: tuple[str, ...] = ("bias", "gamma", "beta", "repeat_")
+
+
+def make_optimizer(learning_rate: float, decay: float, steps_per_epoch: int, *, weight_decay: float = 0.0) -> Any:
+    """Adam with a per-epoch exponential learning-rate schedule; with ``weight_decay`` > 0,
+    AdamW (decoupled weight decay on every variable whose name holds none of :data:`NO_DECAY`).
+
+    Why decoupled decay rather than an L2 loss: under Adam an L2 gradient is rescaled by the
+    same per-variable normaliser as the data's gradient, so a rarely bought product's row,
+    whose gradients are rare and small, would barely shrink, and those rows are the ones
+    that memorise a single shopper (BENCHMARKS.md, issue #20).
+    """
     schedule = keras.optimizers.schedules.ExponentialDecay(
         learning_rate, decay_steps=max(1, steps_per_epoch), decay_rate=decay, staircase=True
     )
-    return keras.optimizers.Adam(learning_rate=schedule)
+    if weight_decay <= 0.0:
+        return keras.optimizers.Adam(learning_rate=schedule)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+    return optimizer

@@ -149,7 +149,7 @@ class SelfAttentionRecommender(SequentialRecommender):
         labels = tf.where(last, target[:, None], following)  # [B, L]; < 0 = no label
         valid = tf.cast(labels >= 0, tf.float32)
         safe = tf.maximum(labels, 0)
-        out = self.encoder(indices, training=True)  # [B, L, D]
+        out = self.encoder(indices, training=True) * self.taste_weight  # [B, L, D]
         emb, bias = self._items()
         # The repeat term of position j counts the items at positions 0..j (its prefix).
         prefix = self.repeat.prefix_terms(hist) if self.repeat is not None else None

@@ -121,6 +121,8 @@ def train_spec(
         epochs=t.epochs,
         learning_rate=t.learning_rate,
         lr_decay=t.lr_decay,
+        weight_decay=t.weight_decay,
+        calibrate_taste=t.calibrate_taste,
         early_stopping_patience=t.early_stopping_patience,
         train_examples=train_examples,
         tracking_uri=cfg.tracking_uri,

@@ -62,6 +62,8 @@ class TrainSpec:
     epochs: int = 10
     learning_rate: float = 0.005
     lr_decay: float = 0.9
+    weight_decay: float = 0.0
+    calibrate_taste: bool = False
     early_stopping_patience: int = 2
     steps_per_epoch: int | None = None
     train_examples: int = 0
@@ -167,7 +169,8 @@ def train_worker(spec: TrainSpec, *, callbacks: Sequence[Any] = ()) -> dict[str,
         # Every variable exists before fit (see the module docstring): BackupAndRestore
         # then restores a relaunched attempt's backup into them, and builds the optimizer.
         model.ensure_built()
-        model.compile(optimizer=make_optimizer(spec.learning_rate, spec.lr_decay, steps))
+        optimizer = make_optimizer(spec.learning_rate, spec.lr_decay, steps, weight_decay=spec.weight_decay)
+        model.compile(optimizer=optimizer)
 
     fit_callbacks = [
         *callbacks,
@@ -211,6 +214,15 @@ def train_worker(spec: TrainSpec, *, callbacks: Sequence[Any] = ()) -> dict[str,
         plain = build_model(catalog, spec.params)
         plain.ensure_built()
         plain.set_weights(weights)
+        if spec.calibrate_taste:
+            # On the weights as trained (and restored by early stopping), before the export
+            # takes them: models/sequential.py, "The taste weight".
+            val = read_examples(spec.validation_path, spec.global_batch_size, shuffle=False, seed=spec.params.seed)
+            weight, scores = plain.calibrate_taste(val)
+            calibration = {"taste_weight": weight, "calibrated_val_ndcg_at_10": scores[weight]}
+            curve = ", ".join(f"{w:g}: {v:.4f}" for w, v in scores.items())
+            print(f"sparktf: taste weight {weight:g}; validation NDCG@10 by weight {curve}", flush=True)
+            summary["taste_calibration"] = {str(w): v for w, v in scores.items()}
         summary["export_path"] = export_model(
             plain,
             spec.export_base,
@@ -219,6 +231,8 @@ def train_worker(spec: TrainSpec, *, callbacks: Sequence[Any] = ()) -> dict[str,
             extra={"spec": _jsonable(asdict(spec)), "history": hist},
         )
     summary["final_metrics"] = {k: v[-1] for k, v in hist.items() if v}
+    if spec.export and spec.calibrate_taste:
+        summary["final_metrics"].update(calibration)
     best = min(hist.get("val_loss", [float("inf")]))
     summary["best_val_loss"] = best if np.isfinite(best) else None
     with open(os.path.join(spec.run_dir, "summary.json"), "w", encoding="utf-8") as fh:
