@@ -22,7 +22,11 @@ Measured:
 2. steps/s over the steady state (every epoch after the first), 1 vs 2 workers,
    against the bare process; the global batch is the same, so 2 workers each
    compute half of it and add an all-reduce per step;
-3. recovery: worker 1's TF process is killed with SIGKILL after step 12 (last backup: step 10); time to
+3. thread pools (issue #22): 2 workers with TensorFlow's own pools (every core each)
+   against the pools the launcher sizes (the worker's share of the executor), with
+   1 worker as the reference; steps/s inside epochs, the sides alternated, median and
+   range of ``--repeats`` runs;
+4. recovery: worker 1's TF process is killed with SIGKILL after step 12 (last backup: step 10); time to
    the driver noticing (its ``relaunching`` line) and to the chief's first step of
    the second attempt.
 
@@ -93,16 +97,31 @@ def bare_process(tmp: Path, steps: int, hidden: int) -> dict[str, float]:
     return {"launch_s": _first_step(log) - t0, "steps_per_s": _steady_rate(log, steps)}
 
 
-def launched(spark: Any, tmp: Path, workers: int, steps: int, hidden: int) -> dict[str, float]:
+def _within_epoch_rates(path: Path, steps_per_epoch: int) -> list[float]:
+    """Steps per second inside each epoch after the first, first step to last step of the
+    epoch: no epoch boundary (its checkpoint saves) and no warm-up in any of them."""
+    ends = {s: t for e, s, t in _steps(path) if e == "end"}
+    rates = []
+    for first in range(steps_per_epoch + 1, max(ends) + 1, steps_per_epoch):
+        last = first + steps_per_epoch - 1
+        if first in ends and last in ends and ends[last] > ends[first]:
+            rates.append((last - first) / (ends[last] - ends[first]))
+    return rates
+
+
+def launched(
+    spark: Any, tmp: Path, workers: int, steps: int, hidden: int, *, env: dict[str, str] | None = None, tag: str = ""
+) -> dict[str, Any]:
     from sparktf.distributed import SparkRunner
     from sparktf.distributed.selftest import train_tiny
 
-    logs = tmp / f"run{workers}"
+    logs = tmp / f"run{workers}{tag}"
     t0 = time.time()
     SparkRunner(spark, log_sink=lambda _: None).run(
         train_tiny,
         num_workers=workers,
-        run_dir=str(tmp / f"dir{workers}"),
+        env=env,
+        run_dir=str(tmp / f"dir{workers}{tag}"),
         kwargs={
             "epochs": 3,
             "steps_per_epoch": steps,
@@ -113,7 +132,48 @@ def launched(spark: Any, tmp: Path, workers: int, steps: int, hidden: int) -> di
         },
     )
     log = logs / "steps-attempt1-rank0.txt"
-    return {"launch_s": _first_step(log) - t0, "steps_per_s": _steady_rate(log, steps)}
+    return {
+        "launch_s": _first_step(log) - t0,
+        "steps_per_s": _steady_rate(log, steps),
+        "epoch_rates": _within_epoch_rates(log, steps),
+    }
+
+
+#: The sides of the thread-pool comparison: (label, workers, the workers' extra environment).
+#: ``0`` tells TensorFlow to size a pool itself (to every core), as it did before the
+#: launcher set the pools (issue #22); the user's environment wins over the launcher's.
+THREAD_SIDES: tuple[tuple[str, int, dict[str, str] | None], ...] = (
+    ("1 worker, pools sized by the launcher (2 threads)", 1, None),
+    (
+        "2 workers, TensorFlow's own pools (every core)",
+        2,
+        {"TF_NUM_INTRAOP_THREADS": "0", "TF_NUM_INTEROP_THREADS": "0"},
+    ),
+    ("2 workers, pools sized by the launcher (1 thread each)", 2, None),
+)
+
+
+def thread_pools(spark: Any, tmp: Path, steps: int, hidden: int, repeats: int) -> list[str]:
+    """Within-epoch steps/s of :data:`THREAD_SIDES`, the sides alternated (rotated each
+    repeat), median and range over ``repeats`` runs of each."""
+    import statistics
+
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in THREAD_SIDES}
+    for r in range(repeats):
+        order = THREAD_SIDES[r % len(THREAD_SIDES) :] + THREAD_SIDES[: r % len(THREAD_SIDES)]
+        for i, (label, workers, env) in enumerate(order):
+            out = launched(spark, tmp, workers, steps, hidden, env=env, tag=f"-t{r}-{i}")
+            rates[label].append(statistics.median(out["epoch_rates"]))
+    base = statistics.median(rates[THREAD_SIDES[0][0]])
+    rows = [
+        f"| side ({repeats} runs each, alternated; median of each run's within-epoch rates) | steps/s, median "
+        "| min–max | vs 1 worker |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, values in rates.items():
+        med = statistics.median(values)
+        rows.append(f"| {label} | {med:.1f} | {min(values):.1f}–{max(values):.1f} | {med / base:.2f}x |")
+    return rows
 
 
 def recovery(spark: Any, tmp: Path, steps: int, hidden: int, kill_after: int = 12) -> dict[str, float]:
@@ -189,6 +249,8 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="steps per epoch (3 epochs)")
     parser.add_argument("--hidden", type=int, default=256, help="hidden units of the MLP")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side of the thread-pool comparison")
+    parser.add_argument("--threads-only", action="store_true", help="only the thread-pool comparison")
     args = parser.parse_args(argv)
 
     from sparktf.config import SparkConfig
@@ -200,6 +262,11 @@ def main(argv: list[str] | None = None) -> str:
     try:
         # Warm Spark's Python workers and the OS file cache once, as any second run would find them.
         launched(spark, tmp / "warm", 1, 8, 16)
+        threads = thread_pools(spark, tmp / "threads", args.steps, args.hidden, args.repeats)
+        if args.threads_only:
+            text = f"# Launcher benchmark: thread pools\n\n{notes}\n\n" + "\n".join(threads) + "\n"
+            print(text)
+            return text
         bare = bare_process(tmp, args.steps, args.hidden)
         one = launched(spark, tmp, 1, args.steps, args.hidden)
         two = launched(spark, tmp, 2, args.steps, args.hidden)
@@ -224,6 +291,8 @@ def main(argv: list[str] | None = None) -> str:
         f"| kill to the chief's first step of attempt 2 | {rec['resume_s']:.1f} |",
         f"| reference: a fresh 2-worker launch (call to first step) | {two['launch_s']:.1f} |",
         f"| steps repeated after the restart | {rec['repeated_steps']:.0f} |",
+        "",
+        *threads,
     ]
     table = "\n".join(rows)
     text = f"# Launcher benchmark\n\n{notes}\n\n{table}\n"

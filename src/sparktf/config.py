@@ -442,6 +442,9 @@ class TrainConfig(_Section):
         max_restarts: relaunches of all workers after one is lost or killed.
         backup_every_steps: training-state backup frequency in steps; 0 backs up every epoch.
         launch_timeout_s: how long to wait for free task slots and for every worker to start.
+        worker_threads: TensorFlow's intra-op threads per worker; 0 gives each worker its
+            share of its executor's cores (``local[2]`` with 2 workers: 1 each, with 1 worker: 2),
+            never less than ``spark.task.cpus`` (distributed/task.py ``thread_env``).
 
     Model attributes (see :class:`sparktf.models.ModelParams`):
         tie_embeddings: the sequential model scores items with its input embeddings;
@@ -481,6 +484,7 @@ class TrainConfig(_Section):
     max_restarts: int = 2
     backup_every_steps: int = 0
     launch_timeout_s: float = 120.0
+    worker_threads: int = 0
     epochs: int = 10
     batch_size: int = 512
     learning_rate: float = 0.005
@@ -530,6 +534,9 @@ class TrainConfig(_Section):
             "backup_every_steps", self.backup_every_steps >= 0, "0 (back up every epoch) or a positive step count"
         )
         self._require("launch_timeout_s", 0.0 < self.launch_timeout_s <= 86_400.0, "seconds in (0, 86400]")
+        self._require(
+            "worker_threads", 0 <= self.worker_threads <= 1024, "0 (the worker's share of the cores) up to 1024"
+        )
         self._require("epochs", self.epochs >= 1, "a positive integer")
         self._require("batch_size", 1 <= self.batch_size <= 1_000_000, "between 1 and 1,000,000")
         self._require("learning_rate", 0.0 < self.learning_rate < 10.0, "a number in (0, 10)")

@@ -40,7 +40,13 @@ def report_rank() -> dict[str, Any]:
         f"cuda={os.environ.get('CUDA_VISIBLE_DEVICES')!r} attempt={ctx.attempt}"
     )
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    return {"rank": worker_index(), "workers": cluster.get("worker", []), "pid": os.getpid(), "run_dir": ctx.run_dir}
+    return {
+        "rank": worker_index(),
+        "workers": cluster.get("worker", []),
+        "pid": os.getpid(),
+        "run_dir": ctx.run_dir,
+        "threads": (os.environ.get("TF_NUM_INTRAOP_THREADS"), os.environ.get("TF_NUM_INTEROP_THREADS")),
+    }
 
 
 def fail_on_rank_one(message: str) -> None:
@@ -75,6 +81,8 @@ def test_each_worker_gets_its_rank_and_the_chiefs_value_comes_home(spark: Any, t
     workers = result.value["workers"]
     assert len(workers) == 2 and len(set(workers)) == 2
     assert all(w.startswith("127.0.0.1:") for w in workers)
+    # Two workers on local[2]: one core each, so one thread in each of TensorFlow's pools.
+    assert result.value["threads"] == ("1", "1")
     # Each worker is a fresh process, not the driver or a reused Python worker.
     assert result.value["pid"] != os.getpid()
     assert "[worker 0] rank=0 chief=True workers=2 cuda='' attempt=1" in lines
@@ -83,6 +91,14 @@ def test_each_worker_gets_its_rank_and_the_chiefs_value_comes_home(spark: Any, t
     assert [w.rank for w in result.workers] == [0, 1]
     assert all(w.task_started <= w.process_started <= w.train_started <= w.task_finished for w in result.workers)
     assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_a_lone_worker_gets_the_executors_cores_and_worker_threads_overrides(spark: Any, tmp_path: Path) -> None:
+    runner = SparkRunner(spark, log_sink=lambda _: None)
+    alone = runner.run(report_rank, num_workers=1, strategy="custom", run_dir=str(tmp_path / "a"))
+    assert alone.value["threads"] == ("2", "2")  # local[2]: both cores
+    fixed = runner.run(report_rank, num_workers=1, strategy="custom", run_dir=str(tmp_path / "b"), worker_threads=3)
+    assert fixed.value["threads"] == ("3", "2")
 
 
 def test_the_first_failing_worker_is_named_with_its_own_traceback(spark: Any, tmp_path: Path) -> None:

@@ -59,3 +59,46 @@ def test_failure_classification() -> None:
     assert kind(returncode=-9, aborted=True).kind == "aborted"
     stuck = kind(returncode=-9, stuck=True, tail=["Current thread 0x1 (most recent call first):", '  File "t.py"'])
     assert (stuck.kind, stuck.tail[-1]) == ("stuck", '  File "t.py"')
+
+
+def test_thread_env_gives_each_worker_its_share_of_the_executor() -> None:
+    from sparktf.distributed.task import thread_env
+
+    def intra(**kw: object) -> tuple[str, str]:
+        args: dict[str, object] = dict(fixed=0, task_cpus=1, executor_cores=2, tasks_here=2, usable=64)
+        args.update(kw)
+        env = thread_env(**args)  # type: ignore[arg-type]
+        return env["TF_NUM_INTRAOP_THREADS"], env["TF_NUM_INTEROP_THREADS"]
+
+    assert intra() == ("1", "1")  # local[2], two workers: one core each
+    assert intra(tasks_here=1) == ("2", "2")  # local[2], one worker: both cores
+    assert intra(executor_cores=16, tasks_here=3) == ("5", "2")
+    assert intra(executor_cores=None, task_cpus=4) == ("4", "2")  # the cluster decides: spark.task.cpus
+    assert intra(executor_cores=2, tasks_here=4, task_cpus=1) == ("1", "1")  # never below one
+    assert intra(executor_cores=8, tasks_here=2, task_cpus=1, usable=2) == ("2", "2")  # not above the affinity
+    assert intra(task_cpus=3, executor_cores=4, tasks_here=2) == ("3", "2")  # never below spark.task.cpus
+    assert intra(fixed=6) == ("6", "2")  # train.worker_threads
+
+
+def test_child_env_threads_yield_to_the_users_and_the_executors_settings() -> None:
+    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    env = child_env({"PATH": "/bin"}, _plan(), tf_config=None, cuda="", scratch_dir="/s", threads=threads)
+    assert (env["TF_NUM_INTRAOP_THREADS"], env["TF_NUM_INTEROP_THREADS"]) == ("1", "1")
+    user = _plan(env=(("TF_NUM_INTRAOP_THREADS", "7"),))
+    env = child_env({"TF_NUM_INTEROP_THREADS": "3"}, user, tf_config=None, cuda="", scratch_dir="/s", threads=threads)
+    assert (env["TF_NUM_INTRAOP_THREADS"], env["TF_NUM_INTEROP_THREADS"]) == ("7", "3")
+
+
+def test_executor_cores_where_the_driver_can_know_them() -> None:
+    import os
+
+    from sparktf.distributed.launcher import executor_cores
+
+    assert executor_cores("local[2]", None) == 2
+    assert executor_cores("local[3,2]", "8") == 3  # local mode: the one executor is the driver
+    assert executor_cores("local", None) == 1
+    assert executor_cores("local[*]", None) == (os.cpu_count() or 1)
+    assert executor_cores("local-cluster[2, 3, 1024]", None) == 3
+    assert executor_cores("spark://h:7077", "4") == 4
+    assert executor_cores("spark://h:7077", None) is None
+    assert executor_cores("yarn", " ") is None

@@ -39,6 +39,7 @@ message saying so (the model and checkpoints stay in ``run_dir``).
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import threading
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
-__all__ = ["SparkRunner", "check_slots", "failure_message"]
+__all__ = ["SparkRunner", "check_slots", "executor_cores", "failure_message"]
 
 Strategy = str | Callable[[], Any]
 _Call = tuple[tuple[Any, ...], dict[str, Any]]
@@ -91,6 +92,7 @@ class _Launch:
     max_value_bytes: int
     env: tuple[tuple[str, str], ...]
     finish_timeout_s: float
+    worker_threads: int = 0
 
 
 def check_slots(requested: int, total: int, busy: int, *, master: str) -> NotEnoughSlotsError | None:
@@ -235,6 +237,7 @@ class SparkRunner:
         max_value_bytes: int = 1 << 20,
         env: Mapping[str, str] | None = None,
         finish_timeout_s: float = 600.0,
+        worker_threads: int = 0,
     ) -> TrainingResult:
         """Train, and return a small picklable :class:`TrainingResult`.
 
@@ -273,6 +276,10 @@ class SparkRunner:
                 chief alone), which would otherwise hang forever. It is stopped and
                 reported with its Python stacks. Raise it for long chief-only work
                 after training (exports, uploads).
+            worker_threads: TensorFlow's intra-op threads in each worker; 0 sizes them
+                to the worker's share of its executor's cores (:func:`~sparktf.distributed.task.thread_env`).
+                ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` in ``env`` or in the
+                executors' environment win over both.
 
         Raises:
             ConfigError: a setting is out of range.
@@ -297,6 +304,7 @@ class SparkRunner:
             max_value_bytes=max_value_bytes,
             env=env,
             finish_timeout_s=finish_timeout_s,
+            worker_threads=worker_threads,
         )
         call = (tuple(args), dict(kwargs or {}))
         if launch.num_workers == 0:
@@ -316,6 +324,7 @@ class SparkRunner:
             ("backup_every_steps", every, every >= 0, "0 (every epoch) or a positive step count"),
             ("launch_timeout_s", timeout, timeout > 0, "a positive number of seconds"),
             ("max_value_bytes", given["max_value_bytes"], given["max_value_bytes"] > 0, "a positive size"),
+            ("worker_threads", given["worker_threads"], given["worker_threads"] >= 0, "0 (the task's share) or more"),
             (
                 "finish_timeout_s",
                 given["finish_timeout_s"],
@@ -359,6 +368,7 @@ class SparkRunner:
             max_value_bytes=int(given["max_value_bytes"]),
             env=tuple(sorted((str(k), str(v)) for k, v in (given["env"] or {}).items())),
             finish_timeout_s=float(given["finish_timeout_s"]),
+            worker_threads=int(given["worker_threads"]),
         )
 
     def _session(self) -> SparkSession:
@@ -500,6 +510,8 @@ class SparkRunner:
             log_address=server.address,
             log_token=server.token,
             env=launch.env,
+            worker_threads=launch.worker_threads,
+            executor_cores=executor_cores(sc.master or "", sc.getConf().get("spark.executor.cores")),
         )
         n = launch.num_workers
         group = f"sparktf-{launch.run_id}-{attempt}"
@@ -613,6 +625,21 @@ def _running_tasks(sc: SparkContext, group: str) -> int:
             stage = tracker.getStageInfo(stage_id)
             running += stage.numActiveTasks if stage else 0
     return running
+
+
+def executor_cores(master: str, configured: str | None) -> int | None:
+    """The cores of one executor, where the driver can know them: ``N`` of ``local[N]``
+    (``local[*]``: this machine's), ``C`` of ``local-cluster[E,C,M]``, else
+    ``spark.executor.cores`` when it is set; None when the cluster decides (a standalone
+    executor takes all of its worker's cores)."""
+    local = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\d+)?\])?", master)
+    if local:
+        n = local.group(1)
+        return (os.cpu_count() or 1) if n == "*" else int(n or 1)
+    cluster = re.fullmatch(r"local-cluster\[\s*\d+\s*,\s*(\d+)\s*,\s*\d+\s*\]", master)
+    if cluster:
+        return int(cluster.group(1))
+    return int(configured) if configured and configured.strip().isdigit() else None
 
 
 def _slots(sc: SparkContext) -> tuple[int, int]:

@@ -35,6 +35,7 @@ class LaunchArgs:
     max_restarts: int
     backup_every_steps: int
     launch_timeout_s: float
+    worker_threads: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def launch_args(cfg: Config) -> LaunchArgs:
         max_restarts=t.max_restarts,
         backup_every_steps=t.backup_every_steps,
         launch_timeout_s=t.launch_timeout_s,
+        worker_threads=t.worker_threads,
     )
 
 
