@@ -1,6 +1,6 @@
 """The distributed launcher: launch overhead, steps/s for 1 vs 2 workers, recovery after a kill.
 
-Run: ``cd /work/main && .venv/bin/python -m bench.bench_launcher [--steps 60] [--hidden 256]``
+Run: ``.venv/bin/python -m bench.bench_launcher [--steps 60] [--hidden 256] [--repeats 3] [--threads-only]``
 
 Everything trains :func:`sparktf.distributed.selftest.train_tiny` (a 2-layer MLP
 on synthetic regression data, global batch 256) on one ``local[2]`` SparkSession.
@@ -24,8 +24,10 @@ Measured:
    compute half of it and add an all-reduce per step;
 3. thread pools (issue #22): 2 workers with TensorFlow's own pools (every core each)
    against the pools the launcher sizes (the worker's share of the executor), with
-   1 worker as the reference; steps/s inside epochs, the sides alternated, median and
-   range of ``--repeats`` runs;
+   1 worker as the reference; and the scaling that emulates machines on this one: 1
+   worker pinned to 1 core against 2 workers pinned to a core each, the same batch per
+   worker (examples/s); steps/s inside epochs, the sides alternated, median and range
+   of ``--repeats`` runs;
 4. recovery: worker 1's TF process is killed with SIGKILL after step 12 (last backup: step 10); time to
    the driver noticing (its ``relaunching`` line) and to the chief's first step of
    the second attempt.
@@ -47,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +113,17 @@ def _within_epoch_rates(path: Path, steps_per_epoch: int) -> list[float]:
 
 
 def launched(
-    spark: Any, tmp: Path, workers: int, steps: int, hidden: int, *, env: dict[str, str] | None = None, tag: str = ""
+    spark: Any,
+    tmp: Path,
+    workers: int,
+    steps: int,
+    hidden: int,
+    *,
+    env: dict[str, str] | None = None,
+    tag: str = "",
+    pin_cpus: bool = False,
+    worker_threads: int = 0,
+    global_batch: int = BATCH,
 ) -> dict[str, Any]:
     from sparktf.distributed import SparkRunner
     from sparktf.distributed.selftest import train_tiny
@@ -121,11 +134,13 @@ def launched(
         train_tiny,
         num_workers=workers,
         env=env,
+        pin_cpus=pin_cpus,
+        worker_threads=worker_threads,
         run_dir=str(tmp / f"dir{workers}{tag}"),
         kwargs={
             "epochs": 3,
             "steps_per_epoch": steps,
-            "global_batch_size": BATCH,
+            "global_batch_size": global_batch,
             "hidden_units": hidden,
             "step_log_dir": str(logs),
             "verbose": 0,
@@ -139,40 +154,77 @@ def launched(
     }
 
 
-#: The sides of the thread-pool comparison: (label, workers, the workers' extra environment).
-#: ``0`` tells TensorFlow to size a pool itself (to every core), as it did before the
-#: launcher set the pools (issue #22); the user's environment wins over the launcher's.
-THREAD_SIDES: tuple[tuple[str, int, dict[str, str] | None], ...] = (
-    ("1 worker, pools sized by the launcher (2 threads)", 1, None),
-    (
+@dataclass(frozen=True)
+class Side:
+    """One side of an alternated comparison: a launch of ``train_tiny``."""
+
+    label: str
+    workers: int
+    env: dict[str, str] | None = None
+    pin_cpus: bool = False
+    worker_threads: int = 0
+    per_worker_batch: int = BATCH // 2
+
+
+#: The thread-pool comparison (issue #22), one global batch of ``BATCH``: TensorFlow's
+#: own pools (``0`` makes TensorFlow size a pool to every core, as before the launcher set
+#: them; the user's environment wins over the launcher's) against the launcher's.
+THREAD_SIDES: tuple[Side, ...] = (
+    Side("1 worker, pools sized by the launcher (2 threads)", 1, per_worker_batch=BATCH),
+    Side(
         "2 workers, TensorFlow's own pools (every core)",
         2,
         {"TF_NUM_INTRAOP_THREADS": "0", "TF_NUM_INTEROP_THREADS": "0"},
     ),
-    ("2 workers, pools sized by the launcher (1 thread each)", 2, None),
+    Side("2 workers, pools sized by the launcher (1 thread each)", 2),
+)
+
+#: The scaling comparison that emulates machines on this one (issue #22): each worker
+#: pinned to a core of its own with one thread, each with the same batch of ``BATCH``
+#: (so two workers train on twice the examples per step, as two machines would).
+SCALING_SIDES: tuple[Side, ...] = (
+    Side("1 worker on 1 core (pinned, 1 thread)", 1, pin_cpus=True, worker_threads=1, per_worker_batch=BATCH),
+    Side("2 workers on 2 cores (pinned, 1 thread each)", 2, pin_cpus=True, per_worker_batch=BATCH),
 )
 
 
-def thread_pools(spark: Any, tmp: Path, steps: int, hidden: int, repeats: int) -> list[str]:
-    """Within-epoch steps/s of :data:`THREAD_SIDES`, the sides alternated (rotated each
-    repeat), median and range over ``repeats`` runs of each."""
+def compare(spark: Any, tmp: Path, sides: tuple[Side, ...], steps: int, hidden: int, repeats: int) -> list[str]:
+    """Within-epoch steps/s and examples/s of ``sides``, alternated (rotated each repeat),
+    median and range over ``repeats`` runs of each, against the first side."""
     import statistics
 
-    rates: dict[str, list[float]] = {label: [] for label, _, _ in THREAD_SIDES}
+    rates: dict[str, list[float]] = {side.label: [] for side in sides}
     for r in range(repeats):
-        order = THREAD_SIDES[r % len(THREAD_SIDES) :] + THREAD_SIDES[: r % len(THREAD_SIDES)]
-        for i, (label, workers, env) in enumerate(order):
-            out = launched(spark, tmp, workers, steps, hidden, env=env, tag=f"-t{r}-{i}")
-            rates[label].append(statistics.median(out["epoch_rates"]))
-    base = statistics.median(rates[THREAD_SIDES[0][0]])
+        order = sides[r % len(sides) :] + sides[: r % len(sides)]
+        for i, side in enumerate(order):
+            out = launched(
+                spark,
+                tmp,
+                side.workers,
+                steps,
+                hidden,
+                env=side.env,
+                tag=f"-{r}-{i}",
+                pin_cpus=side.pin_cpus,
+                worker_threads=side.worker_threads,
+                global_batch=side.per_worker_batch * side.workers,
+            )
+            rates[side.label].append(statistics.median(out["epoch_rates"]))
+    first = sides[0]
+    base = statistics.median(rates[first.label]) * first.per_worker_batch * first.workers
     rows = [
-        f"| side ({repeats} runs each, alternated; median of each run's within-epoch rates) | steps/s, median "
-        "| min–max | vs 1 worker |",
-        "|---|---:|---:|---:|",
+        f"| side ({repeats} runs each, alternated; median of each run's within-epoch rates) | batch per worker "
+        "| steps/s, median | min–max | examples/s | vs the first |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, values in rates.items():
+    for side in sides:
+        values = rates[side.label]
         med = statistics.median(values)
-        rows.append(f"| {label} | {med:.1f} | {min(values):.1f}–{max(values):.1f} | {med / base:.2f}x |")
+        examples = med * side.per_worker_batch * side.workers
+        rows.append(
+            f"| {side.label} | {side.per_worker_batch} | {med:.1f} | {min(values):.1f}–{max(values):.1f} "
+            f"| {examples:,.0f} | {examples / base:.2f}x |"
+        )
     return rows
 
 
@@ -250,7 +302,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--steps", type=int, default=60, help="steps per epoch (3 epochs)")
     parser.add_argument("--hidden", type=int, default=256, help="hidden units of the MLP")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side of the thread-pool comparison")
-    parser.add_argument("--threads-only", action="store_true", help="only the thread-pool comparison")
+    parser.add_argument(
+        "--threads-only", action="store_true", help="only the thread-pool and pinned scaling comparisons"
+    )
     args = parser.parse_args(argv)
 
     from sparktf.config import SparkConfig
@@ -262,9 +316,10 @@ def main(argv: list[str] | None = None) -> str:
     try:
         # Warm Spark's Python workers and the OS file cache once, as any second run would find them.
         launched(spark, tmp / "warm", 1, 8, 16)
-        threads = thread_pools(spark, tmp / "threads", args.steps, args.hidden, args.repeats)
+        threads = compare(spark, tmp / "threads", THREAD_SIDES, args.steps, args.hidden, args.repeats)
+        threads += ["", *compare(spark, tmp / "scaling", SCALING_SIDES, args.steps, args.hidden, args.repeats)]
         if args.threads_only:
-            text = f"# Launcher benchmark: thread pools\n\n{notes}\n\n" + "\n".join(threads) + "\n"
+            text = f"# Launcher benchmark: thread pools and pinned scaling\n\n{notes}\n\n" + "\n".join(threads) + "\n"
             print(text)
             return text
         bare = bare_process(tmp, args.steps, args.hidden)

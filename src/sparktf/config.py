@@ -445,6 +445,8 @@ class TrainConfig(_Section):
         worker_threads: TensorFlow's intra-op threads per worker; 0 gives each worker its
             share of its executor's cores (``local[2]`` with 2 workers: 1 each, with 1 worker: 2),
             never less than ``spark.task.cpus`` (distributed/task.py ``thread_env``).
+        pin_cpus: pin each worker to as many CPUs of its own as it has intra-op threads
+            (Linux; distributed/task.py ``pinned_cpus``), so workers on one machine do not share cores.
 
     Model attributes (see :class:`sparktf.models.ModelParams`):
         tie_embeddings: the sequential model scores items with its input embeddings;
@@ -485,6 +487,7 @@ class TrainConfig(_Section):
     backup_every_steps: int = 0
     launch_timeout_s: float = 120.0
     worker_threads: int = 0
+    pin_cpus: bool = False
     epochs: int = 10
     batch_size: int = 512
     learning_rate: float = 0.005

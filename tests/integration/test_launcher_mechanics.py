@@ -39,6 +39,8 @@ def report_rank() -> dict[str, Any]:
         f"rank={worker_index()} chief={is_chief()} workers={num_workers()} "
         f"cuda={os.environ.get('CUDA_VISIBLE_DEVICES')!r} attempt={ctx.attempt}"
     )
+    if hasattr(os, "sched_getaffinity"):
+        print(f"affinity={sorted(os.sched_getaffinity(0))}")
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     return {
         "rank": worker_index(),
@@ -99,6 +101,18 @@ def test_a_lone_worker_gets_the_executors_cores_and_worker_threads_overrides(spa
     assert alone.value["threads"] == ("2", "2")  # local[2]: both cores
     fixed = runner.run(report_rank, num_workers=1, strategy="custom", run_dir=str(tmp_path / "b"), worker_threads=3)
     assert fixed.value["threads"] == ("3", "2")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
+def test_pinned_workers_run_on_cpus_of_their_own(spark: Any, tmp_path: Path) -> None:
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        pytest.skip("needs two usable CPUs")
+    lines: list[str] = []
+    runner = SparkRunner(spark, log_sink=lines.append)
+    runner.run(report_rank, num_workers=2, strategy="custom", run_dir=str(tmp_path), pin_cpus=True)
+    # local[2], two workers: one thread, so one CPU, each.
+    assert f"[worker 0] affinity={[usable[0]]}" in lines and f"[worker 1] affinity={[usable[1]]}" in lines
 
 
 def test_the_first_failing_worker_is_named_with_its_own_traceback(spark: Any, tmp_path: Path) -> None:

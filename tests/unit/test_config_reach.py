@@ -126,6 +126,7 @@ READS: dict[str, Reach] = {
     "train.backup_every_steps": Reach("train (SparkRunner.run)", lambda c: launch_args(c).backup_every_steps),
     "train.launch_timeout_s": Reach("train (SparkRunner.run)", lambda c: launch_args(c).launch_timeout_s),
     "train.worker_threads": Reach("train (SparkRunner.run)", lambda c: launch_args(c).worker_threads),
+    "train.pin_cpus": Reach("train (SparkRunner.run)", lambda c: launch_args(c).pin_cpus),
     "train.models": Reach("train, register, index", lambda c: index_args(c).kinds),
     # [train]: the training function
     "train.epochs": Reach("train (TrainSpec)", lambda c: _spec(c).epochs),

@@ -102,3 +102,13 @@ def test_executor_cores_where_the_driver_can_know_them() -> None:
     assert executor_cores("spark://h:7077", "4") == 4
     assert executor_cores("spark://h:7077", None) is None
     assert executor_cores("yarn", " ") is None
+
+
+def test_pinned_cpus_give_each_slot_its_own_cores() -> None:
+    from sparktf.distributed.task import pinned_cpus
+
+    assert [pinned_cpus([0, 1], slot, 1) for slot in (0, 1)] == [[0], [1]]
+    assert [pinned_cpus([3, 2, 5, 4], slot, 2) for slot in (0, 1)] == [[2, 3], [4, 5]]
+    assert pinned_cpus([0, 1], 2, 1) == [0]  # more slots than CPUs: wrap around
+    assert pinned_cpus([0, 1], 0, 4) == [0, 1]  # never more than there are
+    assert pinned_cpus([], 0, 1) == []

@@ -93,6 +93,7 @@ class _Launch:
     env: tuple[tuple[str, str], ...]
     finish_timeout_s: float
     worker_threads: int = 0
+    pin_cpus: bool = False
 
 
 def check_slots(requested: int, total: int, busy: int, *, master: str) -> NotEnoughSlotsError | None:
@@ -238,6 +239,7 @@ class SparkRunner:
         env: Mapping[str, str] | None = None,
         finish_timeout_s: float = 600.0,
         worker_threads: int = 0,
+        pin_cpus: bool = False,
     ) -> TrainingResult:
         """Train, and return a small picklable :class:`TrainingResult`.
 
@@ -280,6 +282,9 @@ class SparkRunner:
                 to the worker's share of its executor's cores (:func:`~sparktf.distributed.task.thread_env`).
                 ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` in ``env`` or in the
                 executors' environment win over both.
+            pin_cpus: pin each worker to its own CPUs among its executor's
+                (:func:`~sparktf.distributed.task.pinned_cpus`; Linux), as many as its
+                intra-op threads, so workers sharing a machine do not share cores.
 
         Raises:
             ConfigError: a setting is out of range.
@@ -305,6 +310,7 @@ class SparkRunner:
             env=env,
             finish_timeout_s=finish_timeout_s,
             worker_threads=worker_threads,
+            pin_cpus=pin_cpus,
         )
         call = (tuple(args), dict(kwargs or {}))
         if launch.num_workers == 0:
@@ -369,6 +375,7 @@ class SparkRunner:
             env=tuple(sorted((str(k), str(v)) for k, v in (given["env"] or {}).items())),
             finish_timeout_s=float(given["finish_timeout_s"]),
             worker_threads=int(given["worker_threads"]),
+            pin_cpus=bool(given["pin_cpus"]),
         )
 
     def _session(self) -> SparkSession:
@@ -511,6 +518,7 @@ class SparkRunner:
             log_token=server.token,
             env=launch.env,
             worker_threads=launch.worker_threads,
+            pin_cpus=launch.pin_cpus,
             executor_cores=executor_cores(sc.master or "", sc.getConf().get("spark.executor.cores")),
         )
         n = launch.num_workers

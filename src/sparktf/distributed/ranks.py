@@ -27,6 +27,7 @@ from sparktf.distributed.tf_config import TF_CONFIG_ENV, parse_tf_config
 __all__ = [
     "ENV_ATTEMPT",
     "ENV_BACKUP_EVERY_STEPS",
+    "ENV_CPU_AFFINITY",
     "ENV_RUN_DIR",
     "ENV_RUN_ID",
     "ENV_SCRATCH_DIR",
@@ -43,6 +44,8 @@ ENV_RUN_ID = "SPARKTF_RUN_ID"
 ENV_ATTEMPT = "SPARKTF_ATTEMPT"
 ENV_SCRATCH_DIR = "SPARKTF_SCRATCH_DIR"
 ENV_BACKUP_EVERY_STEPS = "SPARKTF_BACKUP_EVERY_STEPS"
+#: The CPUs a worker pins itself to (comma-separated), set by the launcher with ``pin_cpus``.
+ENV_CPU_AFFINITY = "SPARKTF_CPU_AFFINITY"
 
 P = ParamSpec("P")
 R = TypeVar("R")

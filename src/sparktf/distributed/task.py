@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -43,6 +43,7 @@ from sparktf.distributed.ports import REUSE_PORT_ENV, reserve_port
 from sparktf.distributed.ranks import (
     ENV_ATTEMPT,
     ENV_BACKUP_EVERY_STEPS,
+    ENV_CPU_AFFINITY,
     ENV_RUN_DIR,
     ENV_RUN_ID,
     ENV_SCRATCH_DIR,
@@ -59,6 +60,7 @@ __all__ = [
     "decode_failures",
     "encode_failure",
     "failure_of",
+    "pinned_cpus",
     "run_barrier_task",
     "thread_env",
     "usable_cores",
@@ -89,6 +91,7 @@ class TaskPlan:
     release_timeout_s: float = 120.0
     worker_threads: int = 0
     executor_cores: int | None = None
+    pin_cpus: bool = False
 
 
 def thread_env(
@@ -121,6 +124,18 @@ def thread_env(
             intra = max(intra, executor_cores // max(1, tasks_here))
         intra = max(1, min(intra, usable))
     return {"TF_NUM_INTRAOP_THREADS": str(intra), "TF_NUM_INTEROP_THREADS": str(min(intra, 2))}
+
+
+def pinned_cpus(usable: Sequence[int], slot: int, share: int) -> list[int]:
+    """The CPUs of the worker in ``slot`` (its place among this run's tasks on its executor):
+    ``share`` consecutive ones of ``usable`` (sorted), slot 0 first, wrapping around when
+    the slots ask for more CPUs than there are. Two workers on ``local[2]`` with one core
+    each get one CPU each, so each runs as on a machine of its own (issue #22)."""
+    cpus = sorted(usable)
+    if not cpus:
+        return []
+    share = max(1, min(share, len(cpus)))
+    return [cpus[(slot * share + i) % len(cpus)] for i in range(share)]
 
 
 def usable_cores() -> int:
@@ -429,6 +444,11 @@ def run_barrier_task(plan: TaskPlan, _rows: Iterable[Any]) -> Iterator[bytes]:
                 scratch_dir=scratch,
                 threads=threads,
             )
+            if plan.pin_cpus and hasattr(os, "sched_getaffinity"):
+                here = [i for i, info in enumerate(infos) if info.address == infos[rank].address]
+                share = int(env.get("TF_NUM_INTRAOP_THREADS") or threads["TF_NUM_INTRAOP_THREADS"]) or 1
+                cpus = pinned_cpus(sorted(os.sched_getaffinity(0)), here.index(rank), share)
+                env[ENV_CPU_AFFINITY] = ",".join(str(c) for c in cpus)
             child = _Child(plan, client, env, workdir)
             failure = child.wait_done(rank=rank, host=host)
             if failure is not None and failure.kind != "aborted" and not client.failure(failure):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparktf.distributed.checkpoints import forget_restore, history_path, remove_backup, restore_failure, save_model
-from sparktf.distributed.ranks import RunContext, run_context
+from sparktf.distributed.ranks import ENV_CPU_AFFINITY, RunContext, run_context
 from sparktf.distributed.result import WorkerOutcome, final_metrics, merge_epoch_logs, summarize_error
 from sparktf.errors import LauncherError
 
@@ -233,11 +233,23 @@ def _short_traceback(exc: BaseException, error: str, frames: int = 12) -> str:
     return "Traceback (most recent call last):\n" + "".join(traceback.format_list(stack)) + error + "\n"
 
 
+def _pin_cpus(cpus: str) -> None:
+    """Pin this process (before TensorFlow starts its threads, which inherit it) to the
+    CPUs the launcher chose (``pin_cpus``); where the OS refuses, say so and run unpinned."""
+    if not cpus:
+        return
+    try:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    except (AttributeError, OSError, ValueError) as exc:
+        print(f"sparktf: could not pin this worker to CPUs {cpus}: {exc}; running unpinned", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     import faulthandler
 
     spec_path, control_fd, parent_pid = argv[0], int(argv[1]), int(argv[2])
     _die_with_parent(parent_pid)
+    _pin_cpus(os.environ.get(ENV_CPU_AFFINITY, ""))
     # The launcher sends SIGUSR1 to a stuck worker: every thread's stack goes to the streamed stderr,
     # from C, so it works even while the main thread is blocked inside a TensorFlow op.
     faulthandler.register(signal.SIGUSR1, all_threads=True)

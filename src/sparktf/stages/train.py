@@ -36,6 +36,7 @@ class LaunchArgs:
     backup_every_steps: int
     launch_timeout_s: float
     worker_threads: int
+    pin_cpus: bool
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def launch_args(cfg: Config) -> LaunchArgs:
         backup_every_steps=t.backup_every_steps,
         launch_timeout_s=t.launch_timeout_s,
         worker_threads=t.worker_threads,
+        pin_cpus=t.pin_cpus,
     )
 
 
