@@ -422,3 +422,23 @@ def test_calibrate_taste_picks_the_best_weight_and_the_query_vectors_carry_it(
     padded = tf.constant([r[1] + [""] * (10 - len(r[1])) for r in val])
     served = exported.signature(user_id=tf.constant(feats["user_id"]), history=padded)["query_embedding"]
     np.testing.assert_allclose(np.asarray(served), q2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_the_unrolled_recurrence_computes_what_the_loop_does(rnn: str) -> None:
+    """Issue 22: up to ``UNROLL_MAX_STEPS`` the history encoder unrolls its recurrence for speed;
+    with the same weights it must give the loop's output, padding and empty histories included."""
+    from sparktf.models import layers
+    from sparktf.models.layers import HistoryEncoder, keras, tf
+
+    emb = keras.layers.Embedding(30, 8)
+    unrolled = HistoryEncoder(emb, rnn, 8, steps=6)
+    loop = HistoryEncoder(emb, rnn, 8, steps=None)
+    assert unrolled.rnn.unroll and not loop.rnn.unroll
+    assert not HistoryEncoder(emb, rnn, 8, steps=layers.UNROLL_MAX_STEPS + 1).rnn.unroll
+    assert HistoryEncoder(emb, rnn, 8, steps=layers.UNROLL_MAX_STEPS).rnn.unroll
+    indices = tf.constant([[5, 7, 9, 0, 0, 0], [3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]])
+    want = loop(indices)
+    unrolled(indices)
+    unrolled.set_weights(loop.get_weights())
+    np.testing.assert_allclose(np.asarray(unrolled(indices)), np.asarray(want), rtol=1e-5, atol=1e-6)

@@ -15,9 +15,17 @@ from sparktf.tfenv import import_tensorflow
 tf = import_tensorflow()
 keras = tf.keras
 
-__all__ = ["ITEM_OFFSET", "HistoryEncoder", "item_lookup", "pad_history", "string_lookup"]
+__all__ = ["ITEM_OFFSET", "UNROLL_MAX_STEPS", "HistoryEncoder", "item_lookup", "pad_history", "string_lookup"]
 
 ITEM_OFFSET = 2
+
+#: Histories of at most this many steps run the GRU/LSTM unrolled: the history has a fixed
+#: length (:func:`pad_history`), so the loop can be laid out as straight-line ops, which
+#: saves the while-loop's per-step overhead. Measured on the GRU model's training step
+#: (``python -m bench.bench_model_step``, BENCHMARKS.md, issue #22): at 20 steps (the
+#: default ``features.max_history``) +8% and +7% in two runs; at 50 none (0.95x), so
+#: longer histories keep the loop, whose graph and tracing time do not grow with the length.
+UNROLL_MAX_STEPS = 20
 
 
 def item_lookup(item_ids: Sequence[str], name: str = "item_lookup") -> Any:
@@ -55,18 +63,23 @@ class HistoryEncoder(keras.layers.Layer):  # type: ignore[name-defined]
         kind: "gru", "lstm" or "mean" (masked mean pooling).
         dim: output size.
         dropout: dropout on the item embeddings.
+        steps: the history's fixed length; up to :data:`UNROLL_MAX_STEPS` the recurrence is
+            unrolled (the same computation, laid out step by step). None: not unrolled.
     """
 
-    def __init__(self, embedding: Any, kind: str, dim: int, dropout: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self, embedding: Any, kind: str, dim: int, dropout: float = 0.0, steps: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.embedding = embedding
         self.kind = kind
         self.dim = dim
         self.dropout = keras.layers.Dropout(dropout)
+        unroll = steps is not None and steps <= UNROLL_MAX_STEPS
         if kind == "gru":
-            self.rnn = keras.layers.GRU(dim)
+            self.rnn = keras.layers.GRU(dim, unroll=unroll)
         elif kind == "lstm":
-            self.rnn = keras.layers.LSTM(dim)
+            self.rnn = keras.layers.LSTM(dim, unroll=unroll)
         elif kind == "mean":
             self.rnn = None
             self.project = keras.layers.Dense(dim)

@@ -56,7 +56,9 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         init = keras.initializers.RandomNormal(stddev=0.05, seed=params.seed)
         self.history_lookup = item_lookup(catalog.item_ids.tolist(), name="history_lookup")
         self.item_embedding = keras.layers.Embedding(num, dim, embeddings_initializer=init, name="item_embedding")
-        self.encoder = HistoryEncoder(self.item_embedding, params.rnn, dim, params.dropout, name="history_encoder")
+        self.encoder = HistoryEncoder(
+            self.item_embedding, params.rnn, dim, params.dropout, steps=params.max_history, name="history_encoder"
+        )
         if params.tie_embeddings:
             self.output_embedding = self.item_embedding
         else:

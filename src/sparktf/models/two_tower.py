@@ -46,7 +46,9 @@ class _QueryTower(keras.layers.Layer):
             self.user_embedding = keras.layers.Embedding(catalog.num_users + 1, dim, embeddings_initializer=init)
         self.history_lookup = item_lookup(catalog.item_ids.tolist(), name="history_lookup")
         self.item_embedding = keras.layers.Embedding(catalog.num_items + ITEM_OFFSET, dim, embeddings_initializer=init)
-        self.encoder = HistoryEncoder(self.item_embedding, params.two_tower_history, dim, params.dropout)
+        self.encoder = HistoryEncoder(
+            self.item_embedding, params.two_tower_history, dim, params.dropout, steps=params.max_history
+        )
         self.mlp = keras.Sequential([keras.layers.Dense(2 * dim, activation="relu"), keras.layers.Dense(dim)])
 
     def call(self, features: dict[str, Any], training: bool | None = None) -> Any:
