@@ -469,7 +469,8 @@ class TrainConfig(_Section):
             rarely holds a product twice, so what was just added is rarely next). 0 leaves it out.
         calibrate_taste: with ``repeat_buckets``, after training pick the weight of the
             model's taste part (``query · item``) against its repeat term that scores best on
-            the validation split, and export the model with it (models/sequential.py).
+            the validation split, and export the model with it (models/sequential.py); the
+            two-tower model has no repeat term and is exported as trained.
 
     Optimiser attributes (see :func:`sparktf.models.base.make_optimizer`):
         learning_rate, lr_decay: Adam's rate and its per-epoch factor.

@@ -209,14 +209,16 @@ def train_worker(spec: TrainSpec, *, callbacks: Sequence[Any] = ()) -> dict[str,
     if not is_chief():
         return summary
 
+    calibration: dict[str, float] = {}
     if spec.export:
         # The export happens outside the strategy: a plain model with the trained weights.
         plain = build_model(catalog, spec.params)
         plain.ensure_built()
         plain.set_weights(weights)
-        if spec.calibrate_taste:
+        if spec.calibrate_taste and getattr(plain, "repeat", None) is not None:
             # On the weights as trained (and restored by early stopping), before the export
-            # takes them: models/sequential.py, "The taste weight".
+            # takes them: models/sequential.py, "The taste weight". Only a model with a
+            # repeat term has the two parts to weigh (not the two-tower).
             val = read_examples(spec.validation_path, spec.global_batch_size, shuffle=False, seed=spec.params.seed)
             weight, scores = plain.calibrate_taste(val)
             calibration = {"taste_weight": weight, "calibrated_val_ndcg_at_10": scores[weight]}
@@ -231,8 +233,7 @@ def train_worker(spec: TrainSpec, *, callbacks: Sequence[Any] = ()) -> dict[str,
             extra={"spec": _jsonable(asdict(spec)), "history": hist},
         )
     summary["final_metrics"] = {k: v[-1] for k, v in hist.items() if v}
-    if spec.export and spec.calibrate_taste:
-        summary["final_metrics"].update(calibration)
+    summary["final_metrics"].update(calibration)
     best = min(hist.get("val_loss", [float("inf")]))
     summary["best_val_loss"] = best if np.isfinite(best) else None
     with open(os.path.join(spec.run_dir, "summary.json"), "w", encoding="utf-8") as fh:
