@@ -112,3 +112,12 @@ def test_pinned_cpus_give_each_slot_its_own_cores() -> None:
     assert pinned_cpus([0, 1], 2, 1) == [0]  # more slots than CPUs: wrap around
     assert pinned_cpus([0, 1], 0, 4) == [0, 1]  # never more than there are
     assert pinned_cpus([], 0, 1) == []
+
+
+def test_the_pinned_share_reads_the_threads_the_environment_sets() -> None:
+    from sparktf.distributed.task import _threads_of
+
+    assert _threads_of("3", 1) == 3  # the user's setting wins
+    assert _threads_of(None, 2) == 2 and _threads_of("", 2) == 2
+    assert _threads_of("0", 2) == 2  # TensorFlow's own choice: pin the launcher's share
+    assert _threads_of("many", 2) == 2  # not a number: never a crash in the barrier task

@@ -138,6 +138,16 @@ def pinned_cpus(usable: Sequence[int], slot: int, share: int) -> list[int]:
     return [cpus[(slot * share + i) % len(cpus)] for i in range(share)]
 
 
+def _threads_of(value: str | None, fallback: int) -> int:
+    """The intra-op threads the worker will run: the environment's (the user's wins), or
+    ``fallback`` when it is unset, 0 (TensorFlow's own choice) or not a whole number."""
+    try:
+        number = int(value or 0)
+    except ValueError:
+        return fallback
+    return number if number > 0 else fallback
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity where the OS has one)."""
     try:
@@ -446,7 +456,7 @@ def run_barrier_task(plan: TaskPlan, _rows: Iterable[Any]) -> Iterator[bytes]:
             )
             if plan.pin_cpus and hasattr(os, "sched_getaffinity"):
                 here = [i for i, info in enumerate(infos) if info.address == infos[rank].address]
-                share = int(env.get("TF_NUM_INTRAOP_THREADS") or threads["TF_NUM_INTRAOP_THREADS"]) or 1
+                share = _threads_of(env.get("TF_NUM_INTRAOP_THREADS"), int(threads["TF_NUM_INTRAOP_THREADS"]))
                 cpus = pinned_cpus(sorted(os.sched_getaffinity(0)), here.index(rank), share)
                 env[ENV_CPU_AFFINITY] = ",".join(str(c) for c in cpus)
             child = _Child(plan, client, env, workdir)

@@ -229,12 +229,12 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
             valid = tf.cast(labels >= 0, tf.float32)
             safe = tf.maximum(labels, 0)
             taste = tf.matmul(self._query(features, False), emb, transpose_b=True)
-            rest = bias + self._repeat_logits(features)
+            rest = bias + self._repeat_logits(features) + tf.zeros_like(taste)
+            if self.params.mask_history:
+                # Once per batch: a masked item stays ~-1e9 below the target at every weight.
+                rest = self._mask_history(rest, features["history"], safe)
             for i, w in enumerate(grid):
-                logits = w * taste + rest
-                if self.params.mask_history:
-                    logits = self._mask_history(logits, features["history"], safe)
-                _, ndcg = ranking_metrics(logit_ranks(logits, safe), valid)
+                _, ndcg = ranking_metrics(logit_ranks(w * taste + rest, safe), valid)
                 sums[i] += float(tf.reduce_sum(ndcg))
             count += float(tf.reduce_sum(valid))
         scores = {w: s / max(count, 1.0) for w, s in zip(grid, sums, strict=True)}
