@@ -179,6 +179,9 @@ def test_a_file_that_is_not_tfrecords_is_named_as_such_and_an_underscore_hides_i
         info.value.message
     )
     assert "start its name with '_' or '.'" in info.value.message
+    # PERMISSIVE looks for a whole record further on before calling the file foreign.
+    [row] = _read(readme, "PERMISSIVE")
+    assert "does not start with a TFRecord header" in row["_corrupt_record"]
     # A damaged length further in is still reported as damage, not as a foreign file.
     data = bytearray(_records(3))
     data[int(fmt.split_records(bytes(data)).record_offsets[1])] ^= 0xFF

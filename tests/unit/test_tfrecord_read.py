@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
@@ -206,12 +206,29 @@ def test_a_corrupt_length_in_the_last_record_skips_only_the_rest(tmp_path: Path)
     assert "no whole record follows it" in str(rows[2]["_corrupt_record"])
 
 
+def test_a_corrupt_first_length_resyncs_instead_of_calling_the_file_foreign(tmp_path: Path) -> None:
+    path = tmp_path / "first.tfrecord"
+    spans = _write_ids(path, [5, 6, 7])
+    _break_length(path, spans, 0)
+    schema = StructType([*SCHEMA.fields, StructField("_corrupt_record", StringType())])
+    rows = _ids(path, "PERMISSIVE", schema=schema)
+    assert [r["id"] for r in rows] == [None, 1, 2]
+    reason = str(rows[0]["_corrupt_record"])
+    assert "byte offset 0: length CRC mismatch" in reason and "reading resumes at byte offset" in reason
+    assert "not a TFRecord file" not in reason
+    with pytest.raises(CorruptRecordError, match="does not start with a TFRecord header"):
+        _ids(path, "FAILFAST")  # FAILFAST stops at the first byte and cannot tell
+
+
 @settings(deadline=None, max_examples=120)
 @given(
     st.lists(st.integers(0, 300), min_size=1, max_size=25),
     st.integers(1, 2000),
     st.one_of(st.none(), st.integers(0, 24)),
 )
+# Found by this test: a corrupt length at byte 0 was taken for a foreign file, and the
+# good record that starts inside the first split was lost with the rest of that split.
+@example(sizes=[0, 0], split_bytes=43, broken=0)
 def test_byte_range_splits_read_every_record_once(sizes: list[int], split_bytes: int, broken: int | None) -> None:
     import tempfile
 

@@ -287,7 +287,9 @@ def iter_chunks(
     Raises nothing for corrupt data: framing errors come back in ``spans.error`` so the
     caller can apply its read mode. After a corrupt length the stream stops, unless
     ``resync``: then the reason says where whole records start again (the next header
-    whose length CRC and data CRC both check out) and reading goes on from there.
+    whose length CRC and data CRC both check out) and reading goes on from there. A
+    corrupt length at byte 0 names the file as "not a TFRecord file" only when no whole
+    record follows anywhere in it; otherwise it is a damaged first record.
 
     Args:
         offset: the file offset the stream is at (for a byte range of a file).
@@ -324,12 +326,16 @@ def iter_chunks(
                 yield buf, spans
                 return
         resume = -1
-        if resync and spans.error is not None and spans.error[1] == _BAD_LENGTH:
+        if resync and spans.error is not None and spans.error[1] in (_BAD_LENGTH, _NOT_TFRECORD):
             bad = offset + spans.consumed
             more, base, at, final = _find_record(stream, buf, spans.consumed + 1, offset, chunk_bytes, final, None)
             if at >= 0:
+                # A whole record further on: the file is a TFRecord file whose first length
+                # is corrupt, not a README, and the records after the damage are read.
                 resume = base + at
                 why = f"{_BAD_LENGTH}; reading resumes at byte offset {resume}, the next whole record ({resume - bad} bytes skipped)"
+            elif spans.error[1] == _NOT_TFRECORD:
+                why = _NOT_TFRECORD  # no whole record anywhere in it
             else:
                 why = f"{_BAD_LENGTH}; no whole record follows it (the rest of the file is skipped)"
             spans = replace(spans, error=(bad, why))
