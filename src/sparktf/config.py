@@ -373,6 +373,11 @@ class FeatureConfig(_Section):
         price_buckets: bucket edges of ``price_bucket`` (1 below the first edge, ...,
             0 for an unknown price).
         positive_event_types: the event types that make a user's sequence.
+        session_breaks: put a session-break entry in the histories between steps of
+            different sessions (``data.schema.SESSION_BREAK``), in the examples and in
+            the stream's live histories alike, so a model can tell the session in
+            progress from the ones before (a grocery order: what is already in the
+            basket is the least likely next item). Takes history slots.
     """
 
     _section: typing.ClassVar[str] = "features"
@@ -385,6 +390,7 @@ class FeatureConfig(_Section):
     time_cutoff: str = ""
     price_buckets: tuple[float, ...] = (5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
     positive_event_types: tuple[str, ...] = ("view", "add_to_cart", "purchase")
+    session_breaks: bool = False
 
     def _validate(self) -> None:
         self._require("session_gap_minutes", self.session_gap_minutes >= 1, "a positive number of minutes")

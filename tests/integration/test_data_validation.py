@@ -32,6 +32,7 @@ CASES: list[tuple[tuple[Any, ...], str | None]] = [
     (row("2026-01-01", "u3", "   "), "missing_key"),
     (row(None, "u4", "no_time"), "missing_key"),
     (row("2026-01-01", "u4", "no_type", None), "missing_key"),
+    (row("yesterday", "u5", "<session-break>"), "reserved_item_id"),
     (row("yesterday", "u5", "bad_ts"), "bad_timestamp"),
     (row("2026-13-45", "u5", "bad_date"), "bad_timestamp"),
     (row("1990-05-01", "u6", "too_old"), "timestamp_out_of_range"),

@@ -35,6 +35,10 @@ ROWS: list[dict[str, str | None]] = [
     row(user=None),
     row(user=""),
     row(item="   "),
+    # the session-break entry is no item; with spaces around it, it is an ordinary id
+    row(item="<session-break>"),
+    row(item=" <session-break>"),
+    row(item="<session-break>", event_time="yesterday"),
     row(event_time=" ", kind=None),
     row(user="\t"),
     # timestamps: ISO-8601 variants, digits are epoch seconds, the rest is not a time
@@ -113,4 +117,4 @@ def test_check_event_and_classify_agree_on_every_row(spark: Any) -> None:
     assert not problems, "\n".join(problems)
     reasons = {check_event(r, RULES, ack_time=1.8e9).reason for r in ROWS}
     assert reasons >= {None, "missing_key", "bad_timestamp", "timestamp_out_of_range", "unknown_event_type"}
-    assert reasons >= {"bad_price", "negative_price"}
+    assert reasons >= {"bad_price", "negative_price", "reserved_item_id"}

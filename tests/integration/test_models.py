@@ -331,6 +331,88 @@ def test_repeat_term_recency_weights_are_exact_at_every_position(catalog: Any) -
         np.testing.assert_allclose(prefix[b, n - 1], want, rtol=1e-5, atol=1e-6)
 
 
+def test_repeat_term_session_weight_counts_only_the_session_in_progress(catalog: Any) -> None:
+    """``features.session_breaks``: the session weight goes to the items after the last
+    break, in the query's terms and at every prefix of SASRec's training, checked against
+    a hand count (the break is no item, so no count and no bucket)."""
+    from sparktf.models.layers import tf
+    from sparktf.models.repeat import BETA_SCALE, RepeatTerm
+
+    term = RepeatTerm(V, 8, session=True)
+    term.seen_weight.assign(0.05)
+    term.often_weight.assign(0.1)
+    term.session_weight.assign(-0.4)
+    brk = -1  # a break reads as an unknown entry: its position is below 0
+    pos = np.array([[1, 2, brk, 2, 3, -2], [4, brk, 5, brk, 4, 5], [6, 6, -2, -2, -2, -2]], dtype=np.int32)
+    breaks = np.array([[0, 0, 1, 0, 0, 0], [0, 1, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=bool)
+    lengths = [5, 6, 2]
+    got = term.terms(tf.constant(pos), tf.constant(breaks)).numpy()
+    prefix = term.prefix_terms(tf.constant(pos), tf.constant(breaks)).numpy()
+
+    def want(hist: np.ndarray, brks: np.ndarray) -> np.ndarray:
+        last = max([i for i, b in enumerate(brks) if b], default=-1)
+        out = np.zeros(8)
+        for d in range(8):
+            c = float(np.sum(hist == d))
+            out[d] = BETA_SCALE * (0.05 * min(c, 1.0) + 0.1 * np.log1p(c))
+            if np.any(hist[last + 1 :] == d):
+                out[d] += BETA_SCALE * -0.4
+        return out
+
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(got[b], want(pos[b, :n], breaks[b, :n]), rtol=1e-5, atol=1e-6)
+        for j in range(n):
+            np.testing.assert_allclose(prefix[b, j], want(pos[b, : j + 1], breaks[b, : j + 1]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="session breaks"):
+        term.terms(tf.constant(pos))
+
+
+def test_the_session_weight_learns_that_the_basket_in_progress_is_not_next(catalog: Any) -> None:
+    """``features.session_breaks``: shoppers rebuy from their last order, never what the order
+    in progress holds. Every history item occurs once, so only the break tells the two
+    apart: with it the model learns a negative session weight and ranks the last order
+    first; the served dot product (query and item vectors) gives the training logits."""
+    from sparktf.data.schema import SESSION_BREAK
+    from sparktf.models.base import ModelParams, make_optimizer
+    from sparktf.models.factory import build_model
+    from sparktf.models.layers import tf
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for u in range(1500):
+        items = [ITEMS[int(x)] for x in rng.choice(V, size=6, replace=False)]
+        last_order, basket = items[:3], items[3:5]
+        for k in range(1, 3):  # the basket so far: its first k items, then a rebuy from the last order
+            rows.append((f"u{u % 300}", [*last_order, SESSION_BREAK, *basket[:k]], last_order[int(rng.integers(3))]))
+    top_in_last_order = {}
+    for breaks in (True, False):
+        data = rows if breaks else [(u, [x for x in h if x != SESSION_BREAK], t) for u, h, t in rows]
+        params = ModelParams(
+            kind="sasrec", embedding_dim=8, max_history=6, mask_history=False, repeat_buckets=V,
+            session_breaks=breaks, seed=4,
+        )  # fmt: skip
+        model = build_model(catalog, params)
+        model.compile(optimizer=make_optimizer(0.01, 1.0, 12))
+        model.fit(_dataset(data).batch(128), epochs=3, verbose=0)
+        test = data[:400]
+        scores = model.score_numpy(np.array([r[0] for r in test]), [r[1] for r in test])
+        hits = [ITEMS[int(np.argmax(row))] in (h[:3]) for row, (_, h, _) in zip(scores, test, strict=True)]
+        top_in_last_order[breaks] = float(np.mean(hits))
+        if breaks:
+            assert float(model.repeat.session_weight) < -0.1, float(model.repeat.session_weight)
+            feats = model.prepare(
+                {
+                    "user_id": tf.constant([r[0] for r in test[:8]]),
+                    "history": tf.ragged.constant([r[1] for r in test[:8]]),
+                }
+            )
+            served = np.asarray(model.query_vectors(feats)) @ np.asarray(model.item_vectors()).T
+            np.testing.assert_allclose(served, np.asarray(model(feats)), rtol=1e-4, atol=1e-4)
+    assert top_in_last_order[True] > 0.95 and top_in_last_order[True] > top_in_last_order[False] + 0.2, (
+        top_in_last_order
+    )
+
+
 def test_weight_decay_shrinks_the_tables_but_not_biases_norms_or_the_repeat_term(catalog: Any) -> None:
     """``train.weight_decay`` (AdamW) decays what can memorise a shopper and leaves out
     the variables :data:`NO_DECAY` names, matched against the models' real variable names."""

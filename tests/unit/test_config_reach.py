@@ -79,6 +79,11 @@ def _uvicorn(c: Config) -> Any:
     return uvicorn_config(None, serve_args(c, None).settings)
 
 
+def _agreed(*values: Any) -> Any:
+    """The one value several readers of a field all got, or all of them (which then fails)."""
+    return values[0] if all(v == values[0] for v in values) else values
+
+
 def _spec(c: Config) -> Any:
     return train_spec(c, "sequential", run_dir="r", export_base="e", version=1, train_examples=1, run_id="x")
 
@@ -114,6 +119,15 @@ READS: dict[str, Reach] = {
         lambda c: features_args(c).features.split,
         "data/features.py",
         along=(("time_cutoff", "2026-01-20"),),
+    ),
+    "features.session_breaks": Reach(
+        "features (build_features), train (the repeat term), stream (live histories)",
+        lambda c: _agreed(
+            features_args(c).features.session_breaks,
+            model_params(c, "sasrec").session_breaks,
+            stream_args(c).rules.session_breaks,
+        ),
+        "data/features.py",
     ),
     # [tfrecord]
     "tfrecord.codec": Reach("tfrecords", lambda c: tfrecords_args(c).codec),

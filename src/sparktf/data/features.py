@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from sparktf.config import FeatureConfig
 from sparktf.data import storage
 from sparktf.data.item_attributes import UNKNOWN_BUCKET, price_bucket_column
-from sparktf.data.schema import ACTIVITY_LEVELS, EVENT_COLUMNS, EXAMPLE_COLUMNS, SPLITS, FeaturePaths
+from sparktf.data.schema import ACTIVITY_LEVELS, EVENT_COLUMNS, EXAMPLE_COLUMNS, SESSION_BREAK, SPLITS, FeaturePaths
 from sparktf.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -144,12 +144,67 @@ def label_steps(df: DataFrame, cfg: FeatureConfig) -> DataFrame:
     )
 
 
-def with_history(df: DataFrame, max_history: int) -> DataFrame:
-    """Add ``history``: the items of the up to ``max_history`` previous steps, oldest first."""
+def with_history(df: DataFrame, max_history: int, *, session_breaks: bool = False) -> DataFrame:
+    """Add ``history``: the items of the up to ``max_history`` previous steps, oldest first.
+
+    With ``session_breaks``, :data:`~sparktf.data.schema.SESSION_BREAK` stands between two
+    steps of different sessions and the history is cut to ``max_history`` entries, breaks
+    counted (the rule of :func:`sparktf.data.schema.history_with_breaks`).
+    """
     from pyspark.sql import functions as F
 
     frame = _user_order().rowsBetween(-max_history, -1)
-    return df.withColumn("history", F.collect_list("item_id").over(frame))
+    if not session_breaks:
+        return df.withColumn("history", F.collect_list("item_id").over(frame))
+    steps = F.col("_steps")
+    marked = F.flatten(
+        F.transform(
+            steps,
+            lambda s, i: F.when(
+                (i > 0) & (s["session_id"] != F.get(steps, i - 1)["session_id"]),  # get: no ANSI error at -1
+                F.array(F.lit(SESSION_BREAK), s["item_id"]),
+            ).otherwise(F.array(s["item_id"])),
+        )
+    )
+    size = F.size("_marked")
+    cut = F.when(size > max_history, F.slice("_marked", size - max_history + 1, F.lit(max_history))).otherwise(
+        F.col("_marked")
+    )
+    lead = F.coalesce(F.get(F.col("_cut"), 0) == F.lit(SESSION_BREAK), F.lit(False))
+    return (
+        df.withColumn("_steps", F.collect_list(F.struct("item_id", "session_id")).over(frame))
+        .withColumn("_marked", marked)
+        .withColumn("_cut", cut)
+        .withColumn("history", F.when(lead, F.slice("_cut", 2, max_history)).otherwise(F.col("_cut")))
+        .drop("_steps", "_marked", "_cut")
+    )
+
+
+def _with_window_end(df: DataFrame, cfg: FeatureConfig) -> DataFrame:
+    """Add ``window_end`` (step 4 of the module docstring): every validation and test row,
+    and train rows whose histories plus targets tile the user's train part.
+
+    Without session breaks a history holds ``M = max_history`` steps, so the train steps
+    ``n_train, n_train - M, ...`` tile it. With them a step takes one entry, or two when it
+    starts a session (its break), so the tiles are counted in entries: the train part's
+    entries from the end in blocks of ``M - 1``, the last step of each block ends a window.
+    A window's history (the ``M`` entries before its end) then reaches the previous
+    block's last item, since one step adds at most two entries; so every train
+    transition is still a label, a few twice.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    pos, n_train, m = F.col("pos"), F.col("n_train"), cfg.max_history
+    if not cfg.session_breaks or m < 3:
+        return df.withColumn("window_end", (F.col("split") != "train") | (((n_train - pos) % m) == 0))
+    new = (pos > 1) & (F.col("session_id") != F.lag("session_id").over(_user_order()))
+    entries = F.sum(F.lit(1) + F.coalesce(new, F.lit(False)).cast("int")).over(_user_order(unbounded=True))
+    out = df.withColumn("_c", entries)
+    out = out.withColumn("_ct", F.max(F.when(pos == n_train, F.col("_c"))).over(Window.partitionBy("user_id")))
+    out = out.withColumn("_b", F.floor((F.col("_ct") - F.col("_c")) / (m - 1)))
+    last_of_block = F.coalesce(F.lead("_b").over(_user_order()) != F.col("_b"), F.lit(True))
+    return out.withColumn("window_end", (F.col("split") != "train") | last_of_block).drop("_c", "_ct", "_b")
 
 
 def _latest(c: str) -> Column:
@@ -334,9 +389,8 @@ def _write_tables(
         F.col("brand").alias("target_brand"),
         F.col("price_bucket").alias("target_price_bucket"),
     )
-    window_end = (F.col("split") != "train") | (((F.col("n_train") - F.col("pos")) % cfg.max_history) == 0)
     examples = (
-        with_history(eligible, cfg.max_history)
+        with_history(_with_window_end(eligible, cfg), cfg.max_history, session_breaks=cfg.session_breaks)
         .where(F.col("pos") >= 2)
         .withColumnRenamed("item_id", "target")
         .join(F.broadcast(target), "target", "left")
@@ -350,7 +404,7 @@ def _write_tables(
             F.coalesce(F.col("target_price_bucket"), F.lit(UNKNOWN_BUCKET)).alias("target_price_bucket"),
             "event_time",
             activity.alias("user_activity"),
-            window_end.alias("window_end"),
+            "window_end",
             "split",
         )
     )

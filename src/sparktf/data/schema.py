@@ -9,6 +9,7 @@ turned into a ``StructType`` only when asked, so importing this module stays che
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,11 +31,13 @@ __all__ = [
     "LIVE_FIELDS",
     "MODEL_COLUMNS",
     "NOT_TRAINED_ON",
+    "SESSION_BREAK",
     "SPLITS",
     "TRAINING_COLUMNS",
     "EventField",
     "FeaturePaths",
     "event_schema",
+    "history_with_breaks",
 ]
 
 
@@ -131,6 +134,35 @@ def event_schema() -> StructType:
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 #: The values of ``user_activity`` (the evaluation slices of users by their train-part activity).
 ACTIVITY_LEVELS: tuple[str, ...] = ("low", "mid", "high")
+#: The history entry that marks where one session ends and the next begins
+#: (``features.session_breaks``). Not an item: validation rejects it as an ``item_id``,
+#: baselines and exclusions skip it, and the models read it as a boundary (models/repeat.py).
+SESSION_BREAK = "<session-break>"
+
+
+def history_with_breaks(items: Sequence[str], sessions: Sequence[object], max_len: int) -> list[str]:
+    """A history with :data:`SESSION_BREAK` between consecutive steps of different sessions.
+
+    The rule every history follows when ``features.session_breaks`` is on (the features
+    stage builds the same in Spark SQL, the stream in Python; a test holds them equal):
+    a break goes *between* two steps only, never after the last (whether the next step
+    starts a session is not known when the history is read); the result is the last
+    ``max_len`` entries, breaks counted, without a leading break.
+
+    Args:
+        items: the steps' item ids, oldest first.
+        sessions: each step's session (any comparable key), aligned with ``items``.
+        max_len: ``features.max_history``.
+    """
+    out: list[str] = []
+    for i, item in enumerate(items):
+        if i and sessions[i] != sessions[i - 1]:
+            out.append(SESSION_BREAK)
+        out.append(item)
+    out = out[-max_len:] if max_len else []
+    return out[1:] if out and out[0] == SESSION_BREAK else out
+
+
 #: The columns of ``data/features/examples`` (one row per prediction step).
 EXAMPLE_COLUMNS: tuple[str, ...] = (
     "user_id",

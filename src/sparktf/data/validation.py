@@ -12,6 +12,8 @@ reason                       rule
 ``malformed_record``         Spark could not parse the CSV/JSON record (its text is kept)
 ``missing_key``              ``event_time``, ``user_id``, ``item_id`` or ``event_type`` is
                              null or blank
+``reserved_item_id``         ``item_id`` is the session-break entry of the histories
+                             (``data.schema.SESSION_BREAK``), which no item may be
 ``bad_timestamp``            ``event_time`` is not a timestamp (ISO-8601 text, a Spark
                              timestamp/date, or epoch seconds as a number or digits)
 ``timestamp_out_of_range``   outside ``[data.min_event_time, data.max_event_time)``
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from sparktf.config import DataConfig
 from sparktf.data import storage
-from sparktf.data.schema import CORRUPT_RECORD, EVENT_COLUMNS, EVENT_FIELDS, KEY_COLUMNS
+from sparktf.data.schema import CORRUPT_RECORD, EVENT_COLUMNS, EVENT_FIELDS, KEY_COLUMNS, SESSION_BREAK
 from sparktf.errors import DataError, DataValidationError
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ __all__ = [
 REASONS: tuple[str, ...] = (
     "malformed_record",
     "missing_key",
+    "reserved_item_id",
     "bad_timestamp",
     "timestamp_out_of_range",
     "unknown_event_type",
@@ -227,6 +230,14 @@ def classify(raw: DataFrame, cfg: DataConfig) -> DataFrame:
             functools.reduce(operator.or_, [absent[k] for k in KEY_COLUMNS]),
             F.concat(
                 F.concat_ws(", ", *[F.when(absent[k], F.lit(k)) for k in KEY_COLUMNS]), F.lit(" is null or blank")
+            ),
+        ),
+        (
+            "reserved_item_id",
+            text["item_id"] == F.lit(SESSION_BREAK),
+            F.lit(
+                f"item_id '{SESSION_BREAK}' is reserved: it marks where a session ends in the histories; "
+                "rename the item"
             ),
         ),
         (

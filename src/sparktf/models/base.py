@@ -52,6 +52,7 @@ class ModelParams:
     attention_heads: int = 1
     repeat_buckets: int = 0
     repeat_recent: int = 0
+    session_breaks: bool = False
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:

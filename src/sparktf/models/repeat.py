@@ -35,6 +35,14 @@ model learns that instead. In SASRec on Instacart (``W = 8``) the last step's we
 ends at -4.95 and test NDCG@10 moves 0.0910 -> 0.0936, still below counting's
 0.0998 (validation 0.1268 against 0.1219; BENCHMARKS.md, issue #20).
 
+Session (``features.session_breaks``): a learned weight ``s`` added to the term of every
+item of the session in progress (the history's entries after its last
+:data:`~sparktf.data.schema.SESSION_BREAK`). Why: the recency weights reach back a fixed
+``W`` steps, an order a varying number; what the basket already holds is the least
+likely next item whatever its length. The break is no item (a position below 0 here);
+with prefixes (SASRec's training) position ``j`` counts the items since the last break
+at or before ``j``.
+
 It stays a dot product, so the ANN index, batch top-K and ``:recommend`` serve it as they
 serve the rest of the model: the item vector gains the one-hot of its bucket and the
 query vector gains ``f`` of the history's bucket counts (``buckets`` more dimensions each):
@@ -67,9 +75,11 @@ class RepeatTerm(keras.layers.Layer):
         buckets: ``D``, the number of buckets (``train.repeat_buckets``, > 0).
         recent: ``W``, how many of the last history steps get a recency weight each
             (``train.repeat_recent``; 0: none).
+        session: learn a weight for the items of the session in progress (the histories
+            hold session breaks, ``features.session_breaks``).
     """
 
-    def __init__(self, num_items: int, buckets: int, recent: int = 0, **kwargs: Any) -> None:
+    def __init__(self, num_items: int, buckets: int, recent: int = 0, session: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if buckets < 1:
             raise ValueError(f"repeat buckets must be positive, got {buckets}")
@@ -78,11 +88,17 @@ class RepeatTerm(keras.layers.Layer):
         self.num_items = int(num_items)
         self.buckets = int(buckets)
         self.recent = int(recent)
+        self.session = bool(session)
         self.seen_weight = self.add_weight(name="repeat_seen", shape=(), initializer="zeros", trainable=True)
         self.often_weight = self.add_weight(name="repeat_often", shape=(), initializer="zeros", trainable=True)
         self.recent_weights = (
             self.add_weight(name="repeat_recent", shape=(self.recent,), initializer="zeros", trainable=True)
             if self.recent
+            else None
+        )
+        self.session_weight = (
+            self.add_weight(name="repeat_session", shape=(), initializer="zeros", trainable=True)
+            if self.session
             else None
         )
 
@@ -112,14 +128,26 @@ class RepeatTerm(keras.layers.Layer):
         """[B, L] history positions -> [B, D] bucket counts of the whole history."""
         return tf.reduce_sum(self._one_hot(positions), axis=-2)
 
-    def terms(self, positions: Any) -> Any:
-        """[B, L] right-padded history positions (padding -2, unknown -1) -> [B, D]: the
-        term of each bucket after the whole history (the query vector's extra dimensions)."""
+    def terms(self, positions: Any, breaks: Any = None) -> Any:
+        """[B, L] right-padded history positions (padding -2, unknown -1 and session breaks
+        below 0) -> [B, D]: the term of each bucket after the whole history (the query
+        vector's extra dimensions). ``breaks``: [B, L] bool, where the session breaks are
+        (needed when ``session``)."""
         length = tf.reduce_sum(tf.cast(positions > -2, tf.int32), axis=1)  # unknown items are steps too
         out = self.value(self.counts(positions))
         if self.recent_weights is not None:
             out += self._recent_end(positions, length, self.recent_weights)
+        if self.session_weight is not None:
+            # After the last break: no break at a later position.
+            current = tf.cumsum(tf.cast(self._need(breaks), tf.int32), axis=1, reverse=True, exclusive=True) == 0
+            held = tf.minimum(self.counts(tf.where(current, positions, -1)), 1.0)
+            out += BETA_SCALE * self.session_weight * held
         return out
+
+    def _need(self, breaks: Any) -> Any:
+        if breaks is None:
+            raise ValueError("this repeat term weighs the session in progress: pass where the session breaks are")
+        return breaks
 
     def _recent_end(self, positions: Any, length: Any, recent_weights: Any) -> Any:
         """[B, D]: the recency weights of the last ``W`` steps of each history of ``length`` steps."""
@@ -128,10 +156,19 @@ class RepeatTerm(keras.layers.Layer):
         weights = BETA_SCALE * recent_weights
         return tf.einsum("bwd,w->bd", self._one_hot(last), weights)
 
-    def prefix_terms(self, positions: Any) -> Any:
+    def prefix_terms(self, positions: Any, breaks: Any = None) -> Any:
         """[B, L] history positions -> [B, L, D]: at ``j``, the terms after positions ``0..j``."""
         hot = self._one_hot(positions)
-        out = self.value(tf.cumsum(hot, axis=-2))
+        cum = tf.cumsum(hot, axis=-2)
+        out = self.value(cum)
+        if self.session_weight is not None:
+            # The items since the last break at or before j: the counts at j less those at that break.
+            shape = tf.shape(positions)
+            at = tf.where(self._need(breaks), tf.range(shape[1])[None, :], -1)  # [B, L]
+            causal = tf.linalg.band_part(tf.ones([shape[1], shape[1]], tf.bool), -1, 0)  # [j, i]: i <= j
+            last = tf.reduce_max(tf.where(causal[None], at[:, None, :], -1), axis=-1)  # [B, L]
+            base = tf.gather(cum, tf.maximum(last, 0), batch_dims=1) * tf.cast(last >= 0, tf.float32)[..., None]
+            out += BETA_SCALE * self.session_weight * tf.minimum(cum - base, 1.0)
         if self.recent_weights is None:
             return out
         # Sparse: B * L * W additions into the [B, L, D] terms. W dense shifted copies of the
@@ -166,4 +203,5 @@ class RepeatTerm(keras.layers.Layer):
             "num_items": self.num_items,
             "buckets": self.buckets,
             "recent": self.recent,
+            "session": self.session,
         }

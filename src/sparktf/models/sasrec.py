@@ -152,7 +152,8 @@ class SelfAttentionRecommender(SequentialRecommender):
         out = self.encoder(indices, training=True) * self.taste_weight  # [B, L, D]
         emb, bias = self._items()
         # The repeat term of position j counts the items at positions 0..j (its prefix).
-        prefix = self.repeat.prefix_terms(hist) if self.repeat is not None else None
+        breaks = self._breaks(features["history"])
+        prefix = self.repeat.prefix_terms(hist, breaks) if self.repeat is not None else None
         if self.params.softmax == "sampled":
             flat = tf.reshape(out, [-1, self.params.embedding_dim])
             weights = emb

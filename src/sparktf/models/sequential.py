@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparktf.data.schema import SESSION_BREAK
 from sparktf.models.base import ModelParams, RecommenderMixin, logit_ranks, ranking_metrics
 from sparktf.models.catalog import Catalog
 from sparktf.models.layers import ITEM_OFFSET, HistoryEncoder, item_lookup, keras, tf
@@ -76,7 +77,13 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
 
     def _init_repeat(self, catalog: Catalog, params: ModelParams) -> None:
         self.repeat = (
-            RepeatTerm(catalog.num_items, params.repeat_buckets, params.repeat_recent, name="repeat_term")
+            RepeatTerm(
+                catalog.num_items,
+                params.repeat_buckets,
+                params.repeat_recent,
+                session=params.session_breaks,
+                name="repeat_term",
+            )
             if params.repeat_buckets > 0
             else None
         )
@@ -87,11 +94,23 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         """[B, L] history ids -> catalogue positions (padding and unknown items < 0)."""
         return tf.cast(self.history_lookup(history), tf.int32) - ITEM_OFFSET
 
+    def _breaks(self, history: Any) -> Any:
+        """[B, L] bool: where the history holds a session break (None unless the repeat term weighs sessions)."""
+        if self.repeat is None or not self.repeat.session:
+            return None
+        return tf.equal(history, SESSION_BREAK)
+
+    def _repeat_terms(self, features: dict[str, Any]) -> Any:
+        """[B, D] repeat term of the whole history (the repeat term must exist)."""
+        assert self.repeat is not None
+        history = features["history"]
+        return self.repeat.terms(self._positions(history), self._breaks(history))
+
     def _repeat_logits(self, features: dict[str, Any]) -> Any:
         """[B, N] repeat term of the whole history, or 0 without one."""
         if self.repeat is None:
             return 0.0
-        return self.repeat.logits(self.repeat.terms(self._positions(features["history"])))
+        return self.repeat.logits(self._repeat_terms(features))
 
     def _query(self, features: dict[str, Any], training: bool) -> Any:
         indices = self.history_lookup(features["history"])
@@ -110,7 +129,7 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
         q = self._taste_query(features, training)
         parts = [q, tf.ones_like(q[:, :1])]
         if self.repeat is not None:
-            parts.append(self.repeat.terms(self._positions(features["history"])))
+            parts.append(self._repeat_terms(features))
         return tf.concat(parts, axis=1)
 
     def item_vectors(self) -> Any:
@@ -138,7 +157,7 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
             weights, inputs = emb, q
             if self.repeat is not None:
                 # The repeat term as the dot product it is in the export (one-hot buckets).
-                terms = self.repeat.terms(self._positions(features["history"]))
+                terms = self._repeat_terms(features)
                 weights = tf.concat([emb, self.repeat.item_part()], axis=1)
                 inputs = tf.concat([q, terms], axis=1)
             per_ex = tf.nn.sampled_softmax_loss(
@@ -193,6 +212,9 @@ class SequentialRecommender(RecommenderMixin, keras.Model):
             if self.repeat.recent_weights is not None:
                 # What being the history's last step adds (negative: a basket holds a product once).
                 logs["repeat_last"] = BETA_SCALE * self.repeat.recent_weights[0]
+            if self.repeat.session_weight is not None:
+                # What being in the session in progress adds (negative: already in the basket).
+                logs["repeat_session"] = BETA_SCALE * self.repeat.session_weight
         return logs
 
     def test_step(self, data: Any) -> dict[str, Any]:

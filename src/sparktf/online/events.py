@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sparktf.data.schema import CORRUPT_RECORD, KEY_COLUMNS, LANDING_FIELDS
+from sparktf.data.schema import CORRUPT_RECORD, KEY_COLUMNS, LANDING_FIELDS, SESSION_BREAK
 from sparktf.data.validation import REASONS
 
 __all__ = [
@@ -193,6 +193,11 @@ def check_event(raw: Mapping[str, Any], rules: EventRules, *, ack_time: float) -
     missing = [k for k in KEY_COLUMNS if _absent(raw.get(k))]
     if missing:
         return fail("missing_key", f"{', '.join(missing)} is null or blank")
+    if _text(raw["item_id"]) == SESSION_BREAK:
+        return fail(
+            "reserved_item_id",
+            f"item_id '{SESSION_BREAK}' is reserved: it marks where a session ends in the histories; rename the item",
+        )
 
     raw_time = raw["event_time"]
     time_text = _text(raw_time)

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sparktf.data.schema import CORRUPT_RECORD, LIVE_EVENT_COLUMNS
+from sparktf.data.schema import CORRUPT_RECORD, LIVE_EVENT_COLUMNS, history_with_breaks
 from sparktf.online.events import EventRules, check_event, epoch_seconds
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class UserRules:
         positive_event_types: ``features.positive_event_types``.
         session_gap_s: ``features.session_gap_minutes`` in seconds.
         watermark_s: ``stream.watermark_s``.
+        session_breaks: ``features.session_breaks`` (the history holds session breaks).
     """
 
     events: EventRules
@@ -87,6 +88,7 @@ class UserRules:
     positive_event_types: tuple[str, ...]
     session_gap_s: float
     watermark_s: float
+    session_breaks: bool = False
 
 
 #: A state entry is a list ``[t, event_id, item_id, event_type, session_id]``, as stored:
@@ -212,10 +214,9 @@ def apply_user(
         return Outcome([], quarantine, None, None)
     _sessionize(state, user_id, rules.session_gap_s)
     _prune(state, rules)
-    positive = [e[_ITEM] for e in state.entries if e[_TYPE] in rules.positive_event_types]
     public = {
         "user_id": user_id,
-        "items": positive[-rules.max_history :] if rules.max_history else [],
+        "items": _history(state.entries, rules),
         "session_id": state.session_id,
         "session_start": state.session_start,
         "last_event_time": state.max_time,
@@ -223,6 +224,29 @@ def apply_user(
         "events": state.events,
     }
     return Outcome(accepted, quarantine, public, state.dumps())
+
+
+def _history(entries: list[_Entry], rules: UserRules) -> list[str]:
+    """The live history: the last ``max_history`` positive items, oldest first, with session
+    breaks as the features stage puts them (:func:`sparktf.data.schema.history_with_breaks`).
+
+    Each entry's session is its own ``session_id`` or, without one, its gap session: a gap
+    of more than ``features.session_gap_minutes`` after the previous event starts the next,
+    as :func:`sparktf.data.features.sessionize` numbers them. Only the entries the state
+    keeps are looked at, so a boundary older than those can differ; the history's do not.
+    """
+    positive = [e for e in entries if e[_TYPE] in rules.positive_event_types]
+    if not rules.session_breaks:
+        return [e[_ITEM] for e in positive[-rules.max_history :]] if rules.max_history else []
+    keys: dict[int, object] = {}
+    run, prev = 0, None
+    for e in entries:
+        if prev is None or e[_T] - prev > rules.session_gap_s:
+            run += 1
+        prev = e[_T]
+        keys[id(e)] = e[_SID] or ("gap", run)
+    tail = positive[-rules.max_history :] if rules.max_history else []
+    return history_with_breaks([e[_ITEM] for e in tail], [keys[id(e)] for e in tail], rules.max_history)
 
 
 def _sessionize(state: _State, user_id: str, gap_s: float) -> None:

@@ -37,7 +37,7 @@ class StreamArgs:
     Attributes:
         settings: the ``[stream]`` section.
         rules: the per-user rules (``[data]``'s event rules, ``features.max_history``,
-            ``features.positive_event_types``, ``features.session_gap_minutes``, ``stream.watermark_s``).
+            ``features.positive_event_types``, ``features.session_gap_minutes``, ``stream.watermark_s``, ``features.session_breaks``).
         landing: the landing directory the server writes.
         checkpoint: the query's checkpoint.
         events_path, quarantine_path: ``data/live/events`` and ``data/live/quarantine``.
@@ -68,6 +68,7 @@ def stream_args(cfg: Config) -> StreamArgs:
         positive_event_types=cfg.features.positive_event_types,
         session_gap_s=cfg.features.session_gap_minutes * 60.0,
         watermark_s=cfg.stream.watermark_s,
+        session_breaks=cfg.features.session_breaks,
     )
     paths = cfg.paths
     return StreamArgs(

@@ -101,6 +101,7 @@ def model_params(cfg: Config, kind: str) -> Any:
         attention_heads=t.attention_heads,
         repeat_buckets=t.repeat_buckets,
         repeat_recent=t.repeat_recent,
+        session_breaks=cfg.features.session_breaks,
         seed=t.seed,
     )
 
