@@ -77,7 +77,9 @@ def user_contexts(
     split wins ties): its history plus its target, i.e. everything the user did,
     cut to the last ``max_history`` items. The exclusions are the train-part
     ``seen`` items plus that whole context, so nothing the user interacted with is
-    recommended.
+    recommended. With ``features.session_breaks`` the history keeps its breaks; the last
+    step joins the history's last session, since the examples do not say whether it
+    began a new one (at most one break is missing, before the newest item).
 
     Args:
         spark: the session.
