@@ -19,7 +19,8 @@ reads the same rows. In the same run:
   them, and :func:`~sparktf.tfrecord.codec.decode_examples` vs
   ``Example.FromString`` plus gathering the values into Arrow columns, on the same
   Arrow batches of 10,000 rows; each the best of three, alternating, as the
-  machine may be shared. The Spark jobs run once each.
+  machine may be shared. The Spark jobs run ``--rounds`` times (3), alternated in each
+  round (the second round in reverse order), and each row is their median with the range.
 
 The table goes to ``bench/results/tfrecord.md``.
 """
@@ -59,24 +60,20 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def _spark_benchmarks(spark: Any, rows: int, work: Path) -> list[tuple[str, str, float, float]]:
+def _spark_benchmarks(spark: Any, rows: int, work: Path, rounds: int) -> list[tuple[str, str, float, float, str]]:
+    """Every Spark job ``rounds`` times, the jobs alternated within each round (so a slow
+    spell of a shared machine hits every side alike); each row is the median, with the range."""
+    import statistics
+
     df = spark.range(rows, numPartitions=8).selectExpr(*[c.strip() for c in _split_columns(COLUMNS)])
     df = df.cache()
     df.count()
-    out: list[tuple[str, str, float, float]] = []
     pq, tfr, tgz = str(work / "pq"), str(work / "tfr"), str(work / "tfr_gz")
+    one = str(work / "tfr_one")
     # Warm the Python workers once so neither side pays their start-up (nor the compiled
     # decoder's first load in each worker: about a second).
     spark.range(10).write.format("tfrecord").mode("overwrite").save(str(work / "warm"))
     spark.read.format("tfrecord").load(str(work / "warm")).write.format("noop").mode("overwrite").save()
-    t_pq = _timed(lambda: df.write.mode("overwrite").parquet(pq))
-    t_tfr = _timed(lambda: df.write.format("tfrecord").mode("overwrite").save(tfr))
-    t_tgz = _timed(lambda: df.write.format("tfrecord").option("codec", "gzip").mode("overwrite").save(tgz))
-    out.append(("write", "Parquet (Spark, snappy)", rows / t_pq, t_pq))
-    out.append(("write", "TFRecord (sparktf, none)", rows / t_tfr, t_tfr))
-    out.append(("write", "TFRecord (sparktf, gzip)", rows / t_tgz, t_tgz))
-    one = str(work / "tfr_one")
-    df.coalesce(1).write.format("tfrecord").mode("overwrite").save(one)
     schema = df.schema
 
     def noop(reader: Any) -> None:
@@ -85,20 +82,37 @@ def _spark_benchmarks(spark: Any, rows: int, work: Path) -> list[tuple[str, str,
     def tfrecord(path: str, columns: Any = schema, decoder: str = "compiled") -> Any:
         return spark.read.format("tfrecord").schema(columns).option("decoder", decoder).load(path)
 
-    t_rpq = _timed(lambda: noop(spark.read.parquet(pq)))
-    t_rtf = _timed(lambda: noop(tfrecord(tfr)))
-    t_ref = _timed(lambda: noop(tfrecord(tfr, decoder="numpy")))
-    t_gz = _timed(lambda: noop(tfrecord(tgz)))
-    t_col = _timed(lambda: noop(tfrecord(tfr, "user_id string")))
-    t_pcol = _timed(lambda: noop(spark.read.parquet(pq).select("user_id")))
-    t_one = _timed(lambda: noop(tfrecord(one)))
-    out.append(("read", "Parquet (Spark)", rows / t_rpq, t_rpq))
-    out.append(("read", "TFRecord (sparktf, none)", rows / t_rtf, t_rtf))
-    out.append(("read", "TFRecord, the NumPy reference decoder (decoder=numpy)", rows / t_ref, t_ref))
-    out.append(("read", "TFRecord (sparktf, gzip)", rows / t_gz, t_gz))
-    out.append(("read", "Parquet, 1 column of 11 (user_id)", rows / t_pcol, t_pcol))
-    out.append(("read", "TFRecord, 1 column of 11 (schema 'user_id string')", rows / t_col, t_col))
-    out.append(("read", "TFRecord, the same rows in 1 file (not 8)", rows / t_one, t_one))
+    writes: list[tuple[str, str, Any]] = [
+        ("write", "Parquet (Spark, snappy)", lambda: df.write.mode("overwrite").parquet(pq)),
+        ("write", "TFRecord (sparktf, none)", lambda: df.write.format("tfrecord").mode("overwrite").save(tfr)),
+        (
+            "write",
+            "TFRecord (sparktf, gzip)",
+            lambda: df.write.format("tfrecord").option("codec", "gzip").mode("overwrite").save(tgz),
+        ),
+    ]
+    reads: list[tuple[str, str, Any]] = [
+        ("read", "Parquet (Spark)", lambda: noop(spark.read.parquet(pq))),
+        ("read", "TFRecord (sparktf, none)", lambda: noop(tfrecord(tfr))),
+        ("read", "TFRecord, the NumPy reference decoder (decoder=numpy)", lambda: noop(tfrecord(tfr, decoder="numpy"))),
+        ("read", "TFRecord (sparktf, gzip)", lambda: noop(tfrecord(tgz))),
+        ("read", "Parquet, 1 column of 11 (user_id)", lambda: noop(spark.read.parquet(pq).select("user_id"))),
+        ("read", "TFRecord, 1 column of 11 (schema 'user_id string')", lambda: noop(tfrecord(tfr, "user_id string"))),
+        ("read", "TFRecord, the same rows in 1 file (not 8)", lambda: noop(tfrecord(one))),
+    ]
+    times: dict[tuple[str, str], list[float]] = {}
+    for r in range(rounds):
+        jobs = writes if r % 2 == 0 else writes[::-1]
+        for area, name, fn in jobs:
+            times.setdefault((area, name), []).append(_timed(fn))
+        if r == 0:
+            df.coalesce(1).write.format("tfrecord").mode("overwrite").save(one)
+        for area, name, fn in reads if r % 2 == 0 else reads[::-1]:
+            times.setdefault((area, name), []).append(_timed(fn))
+    out: list[tuple[str, str, float, float, str]] = []
+    for (area, name), ts in times.items():
+        med = statistics.median(ts)
+        out.append((area, name, rows / med, med, f"{min(ts):.1f}–{max(ts):.1f}"))
     sizes = {
         name: sum(f.stat().st_size for f in (work / name).rglob("*") if f.is_file()) for name in ("pq", "tfr", "tfr_gz")
     }
@@ -108,6 +122,7 @@ def _spark_benchmarks(spark: Any, rows: int, work: Path) -> list[tuple[str, str,
             f"MB on disk: Parquet {sizes['pq'] / 1e6:.0f}, TFRecord {sizes['tfr'] / 1e6:.0f}, gzip {sizes['tfr_gz'] / 1e6:.0f}",
             0.0,
             0.0,
+            "",
         )
     )
     df.unpersist()
@@ -228,6 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--codec-rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each Spark job, alternated (median shown)")
     args = parser.parse_args()
 
     from sparktf.config import SparkConfig
@@ -237,13 +253,13 @@ def main() -> None:
     spark = get_spark(SparkConfig(master="local[2]", ui=False, log_level="ERROR", driver_memory="6g"), testing=True)
     work = Path(tempfile.mkdtemp(prefix="bench_tfrecord_"))
     try:
-        results = _spark_benchmarks(spark, args.rows, work)
-        results += _codec_benchmarks(spark, args.codec_rows)
+        results = _spark_benchmarks(spark, args.rows, work, args.rounds)
+        results += [(*r, "") for r in _codec_benchmarks(spark, args.codec_rows)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()[0]
 
-    by = {(a, n): r for a, n, r, _ in results}
+    by = {(a, n): r for a, n, r, _, _ in results}
     pq_w = by[("write", "Parquet (Spark, snappy)")]
     tf_w = by[("write", "TFRecord (sparktf, none)")]
     lines = [
@@ -252,14 +268,17 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Spark local[2], "
         f"Python {sys.version.split()[0]}; load average {load_before:.1f} before, {load_after:.1f} after (shared machine).",
         "",
-        "| what | how | rows/s | seconds |",
-        "|---|---|---:|---:|",
+        f"Spark jobs: the median of {args.rounds} runs each, alternated (range of the seconds beside it); "
+        "codec rows: the best of three.",
+        "",
+        "| what | how | rows/s | seconds | range (s) |",
+        "|---|---|---:|---:|---:|",
     ]
-    for area, name, rate, secs in results:
+    for area, name, rate, secs, spread in results:
         if area == "size":
-            lines.append(f"| size | {name} | | |")
+            lines.append(f"| size | {name} | | | |")
         else:
-            lines.append(f"| {area} | {name} | {rate:,.0f} | {secs:.1f} |")
+            lines.append(f"| {area} | {name} | {rate:,.0f} | {secs:.1f} | {spread} |")
     enc_ratio = (
         by[("codec encode", "sparktf vectorized + batch framing")]
         / by[("codec encode", "protobuf objects (example_pb2) + framing")]

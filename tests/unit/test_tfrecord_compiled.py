@@ -164,3 +164,28 @@ def test_the_compiled_crc_is_crc32c() -> None:
         payload = bytes(range(7, 7 + n))
         buf = np.frombuffer(payload + b"\0" * 8, np.uint8)
         assert int(compiled._masked_crc(buf, 0, n, compiled._CRC)) == fmt.masked_crc32c(payload)
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.binary(min_size=0, max_size=300), st.integers(0, 16))
+def test_both_compiled_crcs_are_tfrecords_masked_crc32c(data: bytes, start: int) -> None:
+    """The CPU's CRC-32C instruction (where Numba may use it) and the tables agree with
+    google-crc32c's, on every length and alignment (the words are unaligned loads)."""
+    from sparktf.tfrecord.format import masked_crc32c
+
+    start = min(start, len(data))
+    buf = np.frombuffer(data + bytes(8), np.uint8)  # room past the end, as a padded buffer has
+    want = masked_crc32c(data[start:])
+    assert int(compiled._masked_crc_sw(buf, start, len(data), compiled._CRC)) == want
+    if compiled.HARDWARE_CRC:
+        assert int(compiled._masked_crc_hw(buf, start, len(data), compiled._CRC)) == want
+
+
+def test_the_hardware_crc_is_used_where_the_cpu_has_it() -> None:
+    import platform
+
+    import llvmlite.binding as llvm
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert compiled.HARDWARE_CRC == (x86 and bool(llvm.get_host_cpu_features().get("sse4.2", False)))
+    assert compiled._masked_crc is (compiled._masked_crc_hw if compiled.HARDWARE_CRC else compiled._masked_crc_sw)
