@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparktf.tfrecord import format as fmt
+from sparktf.tfrecord import wire
 
 
 def test_crc32c_golden_value() -> None:
@@ -86,12 +87,25 @@ def test_chunks_carry_records_across_boundaries() -> None:
     data = b"".join(fmt.frame_one(r) for r in records)
     got = []
     for buf, spans in fmt.iter_chunks(io.BytesIO(data), "mem", chunk_bytes=37):
-        got += [buf[a:b] for a, b in zip(spans.starts.tolist(), spans.ends.tolist(), strict=True)]
+        got += [bytes(buf[a:b]) for a, b in zip(spans.starts.tolist(), spans.ends.tolist(), strict=True)]
         offsets = spans.record_offsets.tolist()
         assert all(
-            data[o + 12 : o + 12 + 1] == buf[s : s + 1] for o, s in zip(offsets, spans.starts.tolist(), strict=True)
+            data[o + 12 : o + 12 + 1] == bytes(buf[s : s + 1])
+            for o, s in zip(offsets, spans.starts.tolist(), strict=True)
         )
+        # The decoder's padding is already there: padded() hands back the same memory, zeros after.
+        pad = wire.padded(buf)
+        assert pad.size == buf.size + wire.PAD and not pad[buf.size :].any()
+        assert np.shares_memory(pad, buf)
     assert got == records
+
+
+def test_padded_copies_what_has_no_zeros_after_it() -> None:
+    base = np.arange(64, dtype=np.uint8)
+    view = base[:10]  # followed by 10, 11, ...: not padding
+    pad = wire.padded(view)
+    assert not np.shares_memory(pad, base) and pad[:10].tolist() == list(range(10)) and not pad[10:].any()
+    assert not np.shares_memory(wire.padded(base[3:20]), base)  # not the front of its buffer
 
 
 def test_corrupt_error_names_file_offset_and_next_step() -> None:

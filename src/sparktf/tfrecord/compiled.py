@@ -167,11 +167,11 @@ def _masked_crc_hw(buf, start, end, t):  # type: ignore[no-untyped-def]
     crc = np.uint64(0xFFFFFFFF)
     p = start
     while p + 8 <= end:
-        crc = _crc32c_u64(crc, _u64(buf, p))
+        crc = _crc32c_u64(crc, _u64(buf, p))  # type: ignore[call-arg]
         p += 8
     c = np.uint32(crc)
     while p < end:
-        c = _crc32c_u8(c, np.uint8(buf[p]))
+        c = _crc32c_u8(c, np.uint8(buf[p]))  # type: ignore[call-arg]
         p += 1
     wide = np.uint64(c ^ np.uint32(0xFFFFFFFF)) & np.uint64(0xFFFFFFFF)
     rotated = ((wide >> np.uint64(15)) | (wide << np.uint64(17))) & np.uint64(0xFFFFFFFF)

@@ -177,12 +177,15 @@ def _length_error(offset: int) -> tuple[int, str]:
     return offset, _NOT_TFRECORD if offset == 0 else _BAD_LENGTH
 
 
-def _length_ok(buf: bytes, pos: int) -> bool:
-    (stored,) = struct.unpack_from("<I", buf, pos + 8)
-    return bool(stored == masked_crc32c(buf[pos : pos + 8]))
+def _length_ok(buf: bytes | np.ndarray, pos: int) -> bool:
+    head = bytes(buf[pos : pos + 12])
+    (stored,) = struct.unpack_from("<I", head, 8)
+    return bool(stored == masked_crc32c(head[:8]))
 
 
-def _stop_error(buf: bytes, pos: int, file_offset: int, final: bool, *, bad_length: bool) -> tuple[int, str] | None:
+def _stop_error(
+    buf: bytes | np.ndarray, pos: int, file_offset: int, final: bool, *, bad_length: bool
+) -> tuple[int, str] | None:
     """Why the walk of ``buf`` stopped at ``pos``: a corrupt length, a record cut short, or nothing."""
     size = len(buf)
     if bad_length or (pos + HEADER_BYTES <= size and not _length_ok(buf, pos)):
@@ -198,7 +201,7 @@ def _stop_error(buf: bytes, pos: int, file_offset: int, final: bool, *, bad_leng
 
 
 def split_records(
-    buf: bytes, *, file_offset: int = 0, final: bool = True, check_crc: bool = True, compiled: bool = True
+    buf: bytes | np.ndarray, *, file_offset: int = 0, final: bool = True, check_crc: bool = True, compiled: bool = True
 ) -> RecordSpans:
     """Find the records in ``buf`` and check their CRCs.
 
@@ -221,7 +224,7 @@ def split_records(
     # The walk is sequential by nature (each length says where the next record is),
     # so it does the least per record; the CRCs are checked in bulk afterwards.
     while pos + HEADER_BYTES <= size:
-        (length,) = unpack("<Q", buf, pos)
+        (length,) = unpack("<Q", buf, pos)  # type: ignore[arg-type]  # an array is a buffer too
         end = pos + RECORD_OVERHEAD + length
         if end > size:
             break
@@ -262,7 +265,7 @@ def split_records(
     return RecordSpans(starts, ends, offsets, consumed, error, bad_data)
 
 
-def _split_compiled(buf: bytes, file_offset: int, final: bool, check_crc: bool) -> RecordSpans:
+def _split_compiled(buf: bytes | np.ndarray, file_offset: int, final: bool, check_crc: bool) -> RecordSpans:
     from sparktf.tfrecord.compiled import walk_records
 
     heads, lengths, pos, bad_length, bad_data = walk_records(np.frombuffer(buf, np.uint8), check_crc)
@@ -281,8 +284,10 @@ def iter_chunks(
     offset: int = 0,
     align: bool = False,
     stop: int | None = None,
-) -> Iterator[tuple[bytes, RecordSpans]]:
+) -> Iterator[tuple[np.ndarray, RecordSpans]]:
     """Yield ``(buffer, spans)`` for successive chunks of a (decompressed) record stream.
+
+    ``buffer`` is a uint8 array with the decoder's zero padding after it (see :func:`_join`).
 
     Raises nothing for corrupt data: framing errors come back in ``spans.error`` so the
     caller can apply its read mode. After a corrupt length the stream stops, unless
@@ -298,7 +303,7 @@ def iter_chunks(
             range); the record that straddles it is read whole, and a corrupt length right
             after this range's last record is still reported here.
     """
-    carry = b""
+    carry: Any = b""
     final = False
     if align:
         buf, offset, at, final = _find_record(stream, b"", 0, offset, chunk_bytes, False, stop)
@@ -307,10 +312,9 @@ def iter_chunks(
         carry = buf[at:]
         offset += at
     while True:
-        chunk = stream.read(chunk_bytes) if not final else b""
-        final = not chunk
-        buf = carry + chunk if carry else chunk
-        if not buf:
+        buf, got = _join(carry, None if final else stream, chunk_bytes)
+        final = final or got == 0
+        if not buf.size:
             return
         spans = split_records(buf, file_offset=offset, final=final, compiled=compiled)
         # A record longer than the chunk: read on until it is complete.
@@ -349,6 +353,38 @@ def iter_chunks(
         offset += spans.consumed
 
 
+def _join(head: Any, stream: Any, size: int) -> tuple[np.ndarray, int]:
+    """``head`` (bytes or a uint8 array) followed by up to ``size`` bytes read from ``stream``
+    (None: nothing read), in one new array with :data:`~sparktf.tfrecord.wire.PAD` zero bytes
+    after its end, which :func:`sparktf.tfrecord.wire.padded` then uses as they are.
+
+    Why: joining the carried-over bytes to each chunk and padding the result for the decoder
+    were two more copies of every byte read; in-process they cost about as much as framing
+    and both CRC checks of the same bytes (BENCHMARKS.md, issue #21).
+
+    Returns:
+        ``(buffer, bytes read)``: the buffer is a view of exactly ``head`` plus what was read.
+    """
+    from sparktf.tfrecord.wire import PAD
+
+    k = len(head)
+    room = size if stream is not None else 0
+    arr = np.empty(k + room + PAD, np.uint8)
+    if k:
+        arr[:k] = np.frombuffer(head, np.uint8) if not isinstance(head, np.ndarray) else head
+    got = 0
+    if stream is not None:
+        readinto = getattr(stream, "readinto", None)
+        if readinto is not None:
+            got = int(readinto(arr[k : k + room].data) or 0)
+        else:
+            chunk = stream.read(room)
+            got = len(chunk)
+            arr[k : k + got] = np.frombuffer(chunk, np.uint8)
+    arr[k + got : k + got + PAD] = 0
+    return arr[: k + got], got
+
+
 def _first(spans: RecordSpans, k: int) -> RecordSpans:
     return RecordSpans(
         spans.starts[:k],
@@ -361,8 +397,8 @@ def _first(spans: RecordSpans, k: int) -> RecordSpans:
 
 
 def _find_record(
-    stream: Any, buf: bytes, at: int, base: int, chunk_bytes: int, final: bool, limit: int | None
-) -> tuple[bytes, int, int, bool]:
+    stream: Any, buf: Any, at: int, base: int, chunk_bytes: int, final: bool, limit: int | None
+) -> tuple[np.ndarray, int, int, bool]:
     """Search ``buf`` (``buf[0]`` is at file offset ``base``) from ``at`` for the next whole
     record, reading on from ``stream`` as needed, but not for one that would start at or
     after ``limit``.
@@ -384,9 +420,9 @@ def _find_record(
                 at = pos + 1
                 continue
             return buf, base, -1, final
-        chunk = stream.read(chunk_bytes)
-        final = not chunk
-        buf, base, at = buf[pos:] + chunk, base + pos, 0
+        buf, got = _join(buf[pos:], stream, chunk_bytes)
+        final = got == 0
+        base, at = base + pos, 0
 
 
 class GunzipStream:

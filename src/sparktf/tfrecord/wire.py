@@ -343,4 +343,17 @@ def padded(buf: bytes | np.ndarray) -> np.ndarray:
     Decoding several batches of one buffer? Pad it once and pass ``is_padded=True``.
     """
     raw = np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray) else buf
+    base = raw.base
+    if (
+        isinstance(base, np.ndarray)
+        and base.dtype == np.uint8
+        and base.ndim == raw.ndim == 1
+        and raw.strides == (1,)
+        and base.strides == (1,)
+        and raw.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+        and base.size >= raw.size + PAD
+        and not base[raw.size : raw.size + PAD].any()
+    ):
+        # The front of a buffer with zeros after it (what the record reader makes): no copy.
+        return base[: raw.size + PAD]
     return np.concatenate([raw, np.zeros(PAD, np.uint8)])
