@@ -377,7 +377,9 @@ class FeatureConfig(_Section):
             different sessions (``data.schema.SESSION_BREAK``), in the examples and in
             the stream's live histories alike, so a model can tell the session in
             progress from the ones before (a grocery order: what is already in the
-            basket is the least likely next item). Takes history slots.
+            basket is the least likely next item). The sequential models' repeat term
+            (``train.repeat_buckets > 0``) learns a weight for that session's items; the
+            encoders read a break as an unknown item. Takes history slots.
     """
 
     _section: typing.ClassVar[str] = "features"

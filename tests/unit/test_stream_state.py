@@ -30,6 +30,7 @@ RULES = UserRules(
     positive_event_types=("view", "purchase"),
     session_gap_s=1800.0,
     watermark_s=300.0,
+    session_breaks=False,
 )
 
 

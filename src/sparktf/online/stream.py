@@ -88,7 +88,7 @@ class UserRules:
     positive_event_types: tuple[str, ...]
     session_gap_s: float
     watermark_s: float
-    session_breaks: bool = False
+    session_breaks: bool
 
 
 #: A state entry is a list ``[t, event_id, item_id, event_type, session_id]``, as stored:
