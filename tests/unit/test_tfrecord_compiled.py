@@ -189,3 +189,19 @@ def test_the_hardware_crc_is_used_where_the_cpu_has_it() -> None:
     x86 = platform.machine().lower() in ("x86_64", "amd64")
     assert compiled.HARDWARE_CRC == (x86 and bool(llvm.get_host_cpu_features().get("sse4.2", False)))
     assert compiled._masked_crc is (compiled._masked_crc_hw if compiled.HARDWARE_CRC else compiled._masked_crc_sw)
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.lists(st.binary(max_size=70), max_size=12), st.integers(0, 3))
+def test_compiled_framing_writes_what_the_reference_writes(records: list[bytes], skip: int) -> None:
+    """The writer's framing (:func:`sparktf.tfrecord.compiled.frame_records`) against the
+    NumPy/Arrow reference, byte for byte, also when the offsets start inside the data."""
+    from sparktf.tfrecord import format as fmt
+
+    data = b"".join(records)
+    offsets = np.cumsum([0, *[len(r) for r in records]])[min(skip, len(records)) :]
+    want = fmt.frame(data, offsets, compiled=False).to_pybytes()
+    assert fmt.frame(data, offsets).to_pybytes() == want
+    assert fmt.frame(np.frombuffer(data, np.uint8), offsets).to_pybytes() == want
+    spans = fmt.split_records(want)
+    assert spans.error is None and spans.bad_data_crc.size == 0 and spans.starts.size == max(len(offsets) - 1, 0)
