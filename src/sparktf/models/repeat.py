@@ -42,7 +42,7 @@ item of the session in progress (the history's entries after its last
 likely next item whatever its length. The break is no item (a position below 0 here);
 with prefixes (SASRec's training) position ``j`` counts the items since the last break
 at or before ``j``. Measured on the Instacart sample (SASRec, orders as sessions): the
-weight ends near -5.2 and test NDCG@10 moves 0.1031 -> 0.1285 (repeat_frequent 0.0998,
+weight ends near -5.3 and test NDCG@10 moves 0.1031 -> 0.1285 (repeat_frequent 0.0998,
 paired difference +0.029 +- 0.007; BENCHMARKS.md, issue #20).
 
 It stays a dot product, so the ANN index, batch top-K and ``:recommend`` serve it as they
